@@ -1,0 +1,46 @@
+"""torchtk: the training techniques every PyTorch user rewrites, as named, validated,
+pluggable components.
+
+Importing torchtk is cheap: torch is imported only when a component is built or a run
+starts, and no plugin is loaded until the registry is first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from torchtk.core.components import Component, NoParams, Params
+from torchtk.core.errors import TorchtkError
+from torchtk.core.hookspecs import hookimpl
+from torchtk.core.state import Precision, RunInfo, TrainState
+
+if TYPE_CHECKING:
+    from torchtk.core.registry import Registry
+
+__all__ = [
+    "Component", "NoParams", "Params", "Precision", "RunInfo", "TrainState", "TorchtkError",
+    "hookimpl", "load_spec", "registry", "train",
+]
+__version__ = "0.1.0"
+
+
+def load_spec(source: Any, overrides: list[str] | None = None) -> Any:
+    """Read and validate a run spec (a path, a bundled example name, or a dict)."""
+    from torchtk.core.spec import load_spec as _load_spec
+
+    return _load_spec(source, overrides=overrides)
+
+
+def train(spec: Any, **options: Any) -> Any:
+    """Run a spec (a ``RunSpec``, path, example name or dict); returns a ``RunResult``."""
+    from torchtk.core.engine import train as _train
+
+    return _train(spec, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "registry":
+        from torchtk.core.registry import get_registry
+
+        return get_registry()
+    raise AttributeError(f"module 'torchtk' has no attribute {name!r}")

@@ -1,0 +1,136 @@
+"""What a component is: a catalog entry, its params model, and the kinds that exist."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base class for component params: unknown keys are errors, nothing is coerced.
+
+    ``strict=True`` means the string ``"0.1"`` is not accepted where a number belongs.
+    Use ``list[...]`` rather than ``tuple[...]`` for sequences, since specs come from JSON.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NoParams(Params):
+    """A component that takes no params."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component and the hook that builds it.
+
+    ``context`` names the run objects passed to the hook as keyword arguments (never
+    validated as params); the remaining keyword arguments of ``Registry.create`` are
+    params.
+    """
+
+    name: str
+    plural: str
+    hook: str
+    context: tuple[str, ...] = ()
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("loss", "losses", "make_loss", ("model",)),
+        Kind("scheduler", "schedulers", "make_scheduler", ("optimizer", "run")),
+        Kind("freeze", "freeze", "freeze_policy"),
+        Kind("precision", "precision", "precision_context", ("device",)),
+        Kind("callback", "callbacks", "make_callback"),
+        Kind("model", "models", "make_model"),
+        Kind("dataset", "datasets", "make_dataset"),
+        Kind("optimizer", "optimizers", "make_optimizer", ("parameters",)),
+        Kind("metric", "metrics", "make_metric"),
+    )
+}
+
+
+def kind_named(text: str) -> Kind | None:
+    """The kind called ``text``, singular or plural (``loss`` or ``losses``)."""
+    text = text.strip().lower()
+    for kind in KINDS.values():
+        if text in (kind.name, kind.plural):
+            return kind
+    return None
+
+
+@dataclass(frozen=True)
+class Component:
+    """A catalog entry: what a plugin declares in ``register_components``.
+
+    ``params`` is the pydantic model of the component's params, or a ``"module:attr"``
+    string / zero-argument callable returning it, for models that are expensive to
+    build (for example derived from a torch constructor): those are resolved only when
+    the component is shown, validated or built, so ``tk list`` never pays for them.
+
+    ``extras`` holds kind-specific declarations, such as a scheduler's
+    ``{"interval": "epoch", "needs_metric": False}``.
+    ``replaces=True`` lets a third-party component deliberately take over a built-in
+    name; without it, two providers of one name are a reported conflict.
+    """
+
+    kind: str
+    name: str
+    summary: str
+    params: Any = NoParams
+    aliases: tuple[str, ...] = ()
+    doc: str | Callable[[], str] | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    replaces: bool = False
+    # Filled in by the registry, never by the plugin:
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown component kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        if not self.name or self.name != self.name.strip():
+            raise ValueError(f"component name {self.name!r} must be a non-empty word")
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+    @property
+    def params_model(self) -> type[BaseModel]:
+        """The params model, imported or built on first use."""
+        source = self.params
+        if isinstance(source, str):
+            source = load_object(source)
+        elif callable(source) and not isinstance(source, type):
+            source = source()
+        if not (isinstance(source, type) and issubclass(source, BaseModel)):
+            raise TypeError(f"{self.kind} {self.name!r}: params must be a pydantic model, got {source!r}")
+        return source
+
+    @property
+    def description(self) -> str:
+        """The long description: ``doc`` if given, else the params model's docstring."""
+        doc = self.doc() if callable(self.doc) else self.doc
+        if doc:
+            return doc.strip()
+        model_doc = self.params_model.__doc__ or ""
+        return "" if model_doc.strip() in (Params.__doc__.strip(), NoParams.__doc__.strip()) else model_doc.strip()
+
+    @property
+    def provider(self) -> str:
+        """Human-readable provenance: plugin, and distribution with version."""
+        if self.distribution:
+            return f"{self.plugin} ({self.distribution} {self.version})".strip()
+        return self.plugin
+
+
+def load_object(ref: str) -> Any:
+    """Import ``"package.module:attr"`` (the fsspec/entry-point style reference)."""
+    module_name, _, attr = ref.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj

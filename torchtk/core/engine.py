@@ -1,0 +1,517 @@
+"""The training loop: builds a run from its spec through the hooks, then trains it.
+
+The per-batch path does only what a hand-written loop does, plus two in-place adds to
+accumulate the epoch loss on the device. The device is read (``.item()``) only every
+``trainer.log_every_n_steps`` batches and at epoch ends; run hooks nobody configured
+are never called.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pluggy
+
+from torchtk.core import hookspecs
+from torchtk.core.errors import RunFailed, TorchtkError, UserInputError
+from torchtk.core.outputs import RunDir, new_run_dir
+from torchtk.core.progress import Reporter
+from torchtk.core.registry import Registry, get_registry
+from torchtk.core.spec import RunSpec, load_spec
+from torchtk.core.state import RunInfo, TrainState
+
+CHECKPOINT_VERSION = 1
+
+
+class RunInterrupted(TorchtkError):
+    """Ctrl-C or SIGTERM: the last good checkpoint is kept."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunResult:
+    """What ``torchtk.train`` returns."""
+
+    run_dir: Path
+    history: list[dict[str, float]]
+    best: dict[str, float]
+    last: dict[str, float]
+    monitor: str
+    stopped_early: bool = False
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def best_value(self) -> float:
+        return self.best.get(self.monitor, math.nan)
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+class TensorBatches:
+    """Batches of in-memory tensors by index, with no per-sample Python work.
+
+    Used instead of a DataLoader when the dataset is a ``TensorDataset`` and no workers
+    are asked for; the order (a ``randperm`` from the run's generator) is reproducible.
+    """
+
+    def __init__(self, tensors: list[Any], batch_size: int, shuffle: bool, generator: Any) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.size = len(tensors[0])
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        import torch
+
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=self.generator).to(self.tensors[0].device)
+            for start in range(0, self.size, self.batch_size):
+                index = order[start:start + self.batch_size]
+                yield [t[index] for t in self.tensors]
+        else:
+            for start in range(0, self.size, self.batch_size):
+                yield [t[start:start + self.batch_size] for t in self.tensors]
+
+
+def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any) -> tuple[Any, Any]:
+    """Train and validation batch iterables, split reproducibly from the run seed."""
+    import torch
+    from torch.utils.data import DataLoader, Subset, TensorDataset
+
+    data = spec.data
+    size = len(dataset)
+    n_val = int(round(size * data.val_split))
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(spec.seed))
+    train_index, val_index = order[n_val:], order[:n_val]
+    if len(train_index) == 0:
+        raise UserInputError(f"data.val_split={data.val_split} leaves no training samples out of {size}")
+    if isinstance(dataset, TensorDataset) and data.num_workers == 0:
+        def part(index: Any, shuffle: bool) -> TensorBatches | None:
+            if len(index) == 0:
+                return None
+            tensors = [t[index].to(device) for t in dataset.tensors]
+            return TensorBatches(tensors, data.batch_size, shuffle, generator)
+
+        return part(train_index, data.shuffle), part(val_index, False)
+    pin = device.type == "cuda"
+    train = DataLoader(Subset(dataset, train_index.tolist()), batch_size=data.batch_size, shuffle=data.shuffle,
+                       generator=generator, num_workers=data.num_workers, pin_memory=pin)
+    val = None
+    if n_val:
+        val = DataLoader(Subset(dataset, val_index.tolist()), batch_size=data.batch_size, shuffle=False,
+                         num_workers=data.num_workers, pin_memory=pin)
+    return train, val
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"trainer.device={name!r}, but CUDA is not available here; use \"auto\" or \"cpu\"")
+    return device
+
+
+class LossSum:
+    """The run's loss: the weighted sum of the spec's loss terms."""
+
+    def __init__(self, names: list[str], terms: list[Any], weights: list[float]) -> None:
+        self.names, self.terms, self.weights = names, terms, weights
+        self.single = len(terms) == 1 and weights[0] == 1.0
+
+    def __call__(self, output: Any, target: Any) -> tuple[Any, list[Any]]:
+        if self.single:
+            value = self.terms[0](output, target)
+            return value, [value]
+        values = [term(output, target) for term in self.terms]
+        total = values[0] * self.weights[0]
+        for value, weight in zip(values[1:], self.weights[1:]):
+            total = total + value * weight
+        return total, values
+
+
+@dataclass
+class Scheduled:
+    scheduler: Any
+    interval: str
+    needs_metric: bool
+    monitor: str
+
+
+class Run:
+    """One training run, built from a validated spec."""
+
+    def __init__(self, spec: RunSpec, registry: Registry, reporter: Reporter, run_dir: Path | None) -> None:
+        import torch
+
+        self.spec, self.registry, self.reporter = spec, registry, reporter
+        torch.manual_seed(spec.seed)
+        random.seed(spec.seed)
+        self.device = resolve_device(spec.trainer.device)
+        self.generator = torch.Generator().manual_seed(spec.seed)
+
+        build = self._build
+        dataset = build("dataset", spec.data)
+        self.train_batches, self.val_batches = split_and_batch(dataset, spec, self.device, self.generator)
+        self.model = build("model", spec.model).to(self.device)
+        groups = None
+        for ref in spec.freeze:
+            result = build("freeze", ref)(self.model)
+            groups = result if result is not None else groups
+        parameters = groups if groups is not None else [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build("optimizer", spec.optimizer, parameters=parameters)
+        self.loss = LossSum([ref.name for ref in spec.loss], [build("loss", ref, model=self.model) for ref in spec.loss],
+                            [ref.weight for ref in spec.loss])
+        self.precision = build("precision", spec.precision, device=self.device)
+        accumulate = spec.trainer.accumulate_grad_batches
+        batches = len(self.train_batches)
+        self.info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
+                            batches_per_epoch=batches, accumulate=accumulate)
+        self.schedulers = []
+        for ref in spec.scheduler:
+            component = registry.resolve("scheduler", ref.name)
+            interval = ref.interval or component.extras.get("interval", "epoch")
+            self.schedulers.append(Scheduled(build("scheduler", ref, optimizer=self.optimizer, run=self.info),
+                                             interval, bool(component.extras.get("needs_metric")), ref.monitor))
+        self.callbacks = [build("callback", ref) for ref in spec.callbacks]
+        self.metrics = {ref.name.split("::")[-1]: build("metric", ref) for ref in spec.metrics}
+        self.hooks = self._run_hooks(self.callbacks)
+        self._check_monitors()
+
+        self.run_dir = RunDir(run_dir or new_run_dir(spec.trainer.output_dir, spec.name))
+        self.state = TrainState(model=self.model, optimizer=self.optimizer, run=self.info, device=self.device,
+                                scaler=self.precision.scaler, run_dir=self.run_dir.path, log=self._log)
+        self.best_value: float | None = None
+        self.best_row: dict[str, float] = {}
+        self.epoch_seconds: list[float] = []
+
+    def _build(self, kind: str, ref: Any, **context: Any) -> Any:
+        component = self.registry.resolve(kind, ref.name)
+        params = ref.validated_params
+        if params is None:
+            params = self.registry.validate_params(component, ref.params)
+        try:
+            return self.registry.build(component, params, **context)
+        except TorchtkError:
+            raise
+        except Exception as exc:
+            raise RunFailed(f"building {kind} {ref.name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _run_hooks(callbacks: list[Any]) -> Any:
+        """A pluggy manager holding only the spec's callbacks; pluggy calls the last
+        registered first, so they are registered in reverse to run in the spec's order."""
+        manager = pluggy.PluginManager("torchtk")
+        manager.add_hookspecs(hookspecs)
+        for callback in reversed(callbacks):
+            manager.register(callback)
+        return manager.hook
+
+    def logged_names(self) -> list[str]:
+        names = ["train_loss"]
+        if self.val_batches is not None:
+            names += ["val_loss", *(f"val_{m}" for m in self.metrics)]
+        return names
+
+    def _check_monitors(self) -> None:
+        available = self.logged_names()
+        wanted = [("trainer.monitor", self.spec.trainer.monitor)]
+        wanted += [(f"scheduler[{i}].monitor", s.monitor) for i, s in enumerate(self.schedulers) if s.needs_metric]
+        for where, name in wanted:
+            if name not in available:
+                raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")
+
+    def _log(self, text: str) -> None:
+        self.run_dir.log(text)
+        self.reporter.message(text)
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        import torch
+
+        return {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "step": self.state.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedulers": [s.scheduler.state_dict() for s in self.schedulers],
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else None,
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks],
+            "history": self.state.history,
+            "best_value": self.best_value,
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
+                    "python": list(random.getstate()[1]), "python_version": random.getstate()[0],
+                    "python_gauss": random.getstate()[2]},
+        }
+
+    def restore(self, path: Path) -> int:
+        """Load a checkpoint written by :meth:`checkpoint`; returns the next epoch."""
+        import torch
+
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except FileNotFoundError:
+            raise UserInputError(f"--resume: no checkpoint at {path}") from None
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        for scheduled, state in zip(self.schedulers, payload["schedulers"]):
+            scheduled.scheduler.load_state_dict(state)
+        if self.precision.scaler is not None and payload["scaler"] is not None:
+            self.precision.scaler.load_state_dict(payload["scaler"])
+        for callback, state in zip(self.callbacks, payload["callbacks"]):
+            if state is not None:
+                callback.load_state_dict(state)
+        self.state.history = list(payload["history"])
+        self.state.step = payload["step"]
+        self.best_value = payload["best_value"]
+        if self.best_value is not None:
+            monitor = self.spec.trainer.monitor
+            self.best_row = next((r for r in self.state.history if r.get(monitor) == self.best_value), {})
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        self.generator.set_state(rng["generator"].cpu())
+        random.setstate((rng["python_version"], tuple(rng["python"]), rng["python_gauss"]))
+        return payload["epoch"] + 1
+
+    # -- training ------------------------------------------------------------------------
+
+    def fit(self, start_epoch: int = 1) -> RunResult:
+        spec, state = self.spec, self.state
+        trainer = spec.trainer
+        self.run_dir.write_spec(spec.model_dump(mode="json"))
+        self.run_dir.log(f"start: epochs {start_epoch}..{trainer.epochs}, device {self.device}, "
+                         f"{self.info.batches_per_epoch} batches per epoch")
+        self.reporter.start(self.run_dir.path, trainer.epochs, self.info.batches_per_epoch, start_epoch)
+        call = self.hooks
+        call.on_fit_start(state=state)
+        try:
+            for epoch in range(start_epoch, trainer.epochs + 1):
+                state.epoch = epoch
+                started = time.perf_counter()
+                self.reporter.epoch_start(epoch)
+                row = {"epoch": epoch, **self.train_epoch(), **self.validate()}
+                row.update(self.learning_rates())
+                self.epoch_seconds.append(time.perf_counter() - started)
+                if not math.isfinite(row["train_loss"]):
+                    raise RunFailed(f"the training loss became {row['train_loss']} in epoch {epoch}; "
+                                    f"the last good checkpoint is {self.run_dir.checkpoints / 'last.pt'}")
+                state.metrics = row
+                state.history.append(row)
+                self.step_schedulers("epoch", row)
+                call.on_epoch_end(state=state)
+                self.end_epoch(epoch, row)
+                if state.should_stop:
+                    break
+            call.on_fit_end(state=state)
+        finally:
+            self.reporter.finish()
+        self.run_dir.write_curves(state.history)
+        self.run_dir.log("done")
+        self.run_dir.close()
+        return RunResult(self.run_dir.path, state.history, self.best_row, state.history[-1] if state.history else {},
+                         trainer.monitor, state.should_stop, self.epoch_seconds)
+
+    def train_epoch(self) -> dict[str, float]:
+        import torch
+
+        model, optimizer, loss_fn, state = self.model, self.optimizer, self.loss, self.state
+        scaler, autocast = self.precision.scaler, self.precision.autocast
+        accumulate, device = self.info.accumulate, self.device
+        log_every = self.spec.trainer.log_every_n_steps
+        step_schedulers = [s.scheduler for s in self.schedulers if s.interval == "step"]
+        has_step_hooks = bool(self.callbacks)
+        multi_term = len(loss_fn.terms) > 1
+        total_sum = torch.zeros((), device=device)
+        term_sums = [torch.zeros((), device=device) for _ in loss_fn.terms] if multi_term else []
+        batches = self.info.batches_per_epoch
+        model.train()
+        for index, (inputs, target) in enumerate(self.train_batches):
+            if inputs.device != device:
+                inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            with autocast():
+                output = model(inputs)
+                loss, values = loss_fn(output, target)
+            total_sum += loss.detach()
+            for term_sum, value in zip(term_sums, values):
+                term_sum += value.detach()
+            scaled = loss / accumulate if accumulate > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if (index + 1) % accumulate and index + 1 != batches:
+                continue
+            state.batch_index, state.loss = index, loss
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if has_step_hooks:
+                state.skip_step = False
+                self.hooks.on_step(state=state)
+            stepped = not state.skip_step
+            if stepped:
+                if scaler is not None:
+                    scale = scaler.get_scale()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    stepped = scaler.get_scale() >= scale  # a lowered scale means the step was skipped
+                else:
+                    optimizer.step()
+                if stepped:
+                    state.step += 1
+                    for scheduler in step_schedulers:
+                        scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if has_step_hooks:
+                self.hooks.on_step_end(state=state)
+            if (index + 1) % log_every == 0:
+                self.reporter.progress(index + 1, loss.item())
+        self.reporter.progress(batches, float(loss.detach()))
+        row = {"train_loss": total_sum.item() / batches}
+        for name, term_sum in zip(loss_fn.names, term_sums):
+            row[f"train_loss/{name.split('::')[-1]}"] = term_sum.item() / batches
+        return row
+
+    def validate(self) -> dict[str, float]:
+        import torch
+
+        if self.val_batches is None:
+            return {}
+        model, loss_fn, device, autocast = self.model, self.loss, self.device, self.precision.autocast
+        for metric in self.metrics.values():
+            metric.reset()
+        multi_term = len(loss_fn.terms) > 1
+        total_sum = torch.zeros((), device=device, dtype=torch.float64)
+        term_sums = [torch.zeros((), device=device, dtype=torch.float64) for _ in loss_fn.terms] if multi_term else []
+        count = 0
+        model.eval()
+        with torch.no_grad():
+            for inputs, target in self.val_batches:
+                if inputs.device != device:
+                    inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
+                with autocast():
+                    output = model(inputs)
+                    loss, values = loss_fn(output, target)
+                size = len(inputs)
+                count += size
+                total_sum += loss.double() * size
+                for term_sum, value in zip(term_sums, values):
+                    term_sum += value.double() * size
+                for metric in self.metrics.values():
+                    metric.update(output.float(), target)
+        row = {"val_loss": total_sum.item() / count}
+        for name, term_sum in zip(loss_fn.names, term_sums):
+            row[f"val_loss/{name.split('::')[-1]}"] = term_sum.item() / count
+        for name, metric in self.metrics.items():
+            row[f"val_{name}"] = float(metric.compute())
+        return row
+
+    def learning_rates(self) -> dict[str, float]:
+        groups = self.optimizer.param_groups
+        if len(groups) == 1:
+            return {"lr": float(groups[0]["lr"])}
+        return {f"lr/group{i}": float(group["lr"]) for i, group in enumerate(groups)}
+
+    def step_schedulers(self, interval: str, row: dict[str, float]) -> None:
+        for scheduled in self.schedulers:
+            if scheduled.interval != interval:
+                continue
+            if scheduled.needs_metric:
+                scheduled.scheduler.step(row[scheduled.monitor])
+            else:
+                scheduled.scheduler.step()
+
+    def end_epoch(self, epoch: int, row: dict[str, float]) -> None:
+        trainer = self.spec.trainer
+        value = row[trainer.monitor]
+        improved = self.best_value is None or (value < self.best_value if trainer.mode == "min" else value > self.best_value)
+        if improved:
+            self.best_value, self.best_row = value, row
+        payload = self.checkpoint(epoch)
+        self.run_dir.save_checkpoint(payload, "last.pt")
+        if improved:
+            self.run_dir.save_checkpoint(payload, "best.pt")
+        self.run_dir.write_history(self.state.history)
+        self.run_dir.write_metrics({"monitor": trainer.monitor, "mode": trainer.mode, "best": self.best_row,
+                                    "last": row, "epochs_run": len(self.state.history)})
+        self.run_dir.log("epoch " + " ".join(f"{k}={v!r}" for k, v in row.items()))
+        self.reporter.epoch_end(row)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so both keep the last good checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | None = None,
+          resume: str | Path | None = None, overrides: list[str] | None = None) -> RunResult:
+    """Train a spec (``RunSpec``, file path, bundled example name or dict).
+
+    With ``resume``, continue the run in that directory from ``checkpoints/last.pt``;
+    the spec must be the one that run was started with.
+    """
+    registry = registry or get_registry()
+    if not (isinstance(spec, RunSpec) and not overrides):
+        spec = load_spec(spec, overrides=overrides, registry=registry)
+    else:
+        from torchtk.core.spec import resolve_spec
+
+        spec = resolve_spec(spec.model_copy(deep=True), registry)
+    reporter = reporter or Reporter()
+    resume_dir = Path(resume) if resume is not None else None
+    if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
+        raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
+    run = Run(spec, registry, reporter, resume_dir)
+    start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
+    try:
+        with sigterm_as_interrupt():
+            return run.fit(start)
+    except KeyboardInterrupt:
+        last = run.run_dir.checkpoints / "last.pt"
+        message = f"interrupted; resume with: tk train SPEC --resume {run.run_dir.path}"
+        if not last.exists():
+            message = "interrupted before the first checkpoint was written"
+        run.run_dir.log(message)
+        raise RunInterrupted(message) from None
+    except RunFailed as exc:
+        run.run_dir.log(f"failed: {exc}")
+        raise
+    except TorchtkError:
+        raise
+    except Exception as exc:
+        run.run_dir.log(f"failed: {type(exc).__name__}: {exc}")
+        raise RunFailed(f"the run failed in epoch {run.state.epoch}: {type(exc).__name__}: {exc}. "
+                        f"Last good checkpoint: {run.run_dir.checkpoints / 'last.pt'}") from exc

@@ -1,0 +1,47 @@
+"""The errors torchtk raises on purpose, and the exit code each one means."""
+
+from __future__ import annotations
+
+
+class TorchtkError(Exception):
+    """Base class: a message meant for the user, shown without a traceback."""
+
+    exit_code = 1
+
+
+class UserInputError(TorchtkError):
+    """Bad input (file, spec, name, CLI usage): exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(UserInputError):
+    """An invalid run spec; ``problems`` are ``(spec_path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "spec") -> None:
+        self.problems = problems
+        self.source = source
+        lines = [f"{source}: invalid spec"] if len(problems) > 1 else []
+        for path, message in problems:
+            where = f"{path}: " if path else ""
+            prefix = "  " if len(problems) > 1 else f"{source}: "
+            lines.append(f"{prefix}{where}{message}")
+        super().__init__("\n".join(lines))
+
+
+class UnknownComponentError(UserInputError):
+    """A name no plugin provides."""
+
+
+class AmbiguousComponentError(UserInputError):
+    """A name two plugins provide, with no explicit choice between them."""
+
+
+class BrokenPluginError(TorchtkError):
+    """A component whose plugin failed to load; the original error is chained."""
+
+    exit_code = 2
+
+
+class RunFailed(TorchtkError):
+    """Training failed (NaN loss, an exception inside a plugin): exit code 1."""

@@ -1,0 +1,259 @@
+"""Every hook torchtk calls, in one place.
+
+A plugin is a module (or object) whose functions carry ``@torchtk.hookimpl`` and are
+named after the hooks below. An implementation may accept any subset of a hook's
+arguments, so hooks can grow new arguments without breaking plugins.
+
+Two calling conventions are used, and each hook says which:
+
+* **catalog call** -- ``register_components`` is called once per plugin, separately, so
+  the registry knows which plugin declared which component.
+* **provider call** -- the ``make_*``, ``freeze_policy`` and ``precision_context`` hooks
+  are called on *one* plugin only: the one whose catalog declared the requested
+  ``(kind, name)``. Pluggy's last-registered-first order therefore never decides which
+  component a name means.
+* **run call** -- ``on_fit_start``, ``on_step``, ``on_step_end``, ``on_epoch_end`` and
+  ``on_fit_end`` are called on the callback objects the spec lists, and only on those,
+  in the spec's order. Installing a plugin never adds a callback to a run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from torchtk.core.components import Component
+    from torchtk.core.state import RunInfo, TrainState
+
+hookspec = pluggy.HookspecMarker("torchtk")
+hookimpl = pluggy.HookimplMarker("torchtk")
+
+
+# -- catalog ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_components(register: Callable[[Component], None]) -> None:
+    """Declare the components this plugin provides.
+
+    Called once per plugin when the registry is first used (catalog call). Call
+    ``register(Component(...))`` for each component. This must be cheap: do not import
+    torch or other heavy dependencies here, so that ``tk list`` stays fast.
+
+    :param register: Callback taking one :class:`torchtk.Component`.
+    :returns: Nothing; the return value is ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- provider calls: build one component ------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def make_loss(name: str, params: BaseModel, model: Any) -> Any:
+    """Build the loss ``name`` from its validated ``params``.
+
+    Called on the providing plugin only (provider call), once per loss term of a run,
+    before training starts.
+
+    :param name: The component's canonical name (aliases are already resolved).
+    :param params: An instance of the component's params model, already validated.
+    :param model: The ``nn.Module`` being trained, or ``None`` outside a run;
+        regularization terms read its parameters.
+    :returns: An ``nn.Module`` or callable ``(output, target) -> scalar tensor``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_scheduler(name: str, params: BaseModel, optimizer: Any, run: RunInfo | None) -> Any:
+    """Build the learning-rate scheduler ``name`` for ``optimizer``.
+
+    Called on the providing plugin only (provider call), once per run, after the
+    optimizer is built. Whether the scheduler steps per optimizer update or per epoch,
+    and whether it needs a monitored metric, is declared in the component's catalog
+    entry (``Component(extras={"interval": "step" | "epoch", "needs_metric": bool})``).
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :param optimizer: The ``torch.optim.Optimizer`` the scheduler drives.
+    :param run: Facts about the run (epochs, updates per epoch) for schedulers whose
+        length depends on it, or ``None`` outside a run.
+    :returns: An object with ``step()``, ``state_dict()`` and ``load_state_dict()``,
+        normally a ``torch.optim.lr_scheduler.LRScheduler``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def freeze_policy(name: str, params: BaseModel) -> Callable[[Any], Any]:
+    """Build the fine-tuning policy ``name``.
+
+    Called on the providing plugin only (provider call), once per policy of a run, after
+    the model is built. The engine applies policies in the spec's order.
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: A callable ``policy(model)`` that sets ``requires_grad``, puts frozen
+        normalisation layers in eval mode, and returns either ``None`` or a list of
+        optimizer parameter groups (dicts with ``"params"`` and optional ``"lr"``,
+        ``"weight_decay"``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def precision_context(name: str, params: BaseModel, device: Any) -> Any:
+    """Give the mixed-precision setup for precision ``name`` on ``device``.
+
+    Called on the providing plugin only (provider call), once per run.
+
+    :param name: The component's canonical name (``fp32``, ``bf16``, ...).
+    :param params: An instance of the component's params model, already validated.
+    :param device: The ``torch.device`` the run uses.
+    :returns: A :class:`torchtk.Precision`: a context-manager factory for the forward
+        pass and an optional gradient scaler.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_model(name: str, params: BaseModel) -> Any:
+    """Build the model ``name`` (provider call, once per run).
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: An ``nn.Module``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_dataset(name: str, params: BaseModel) -> Any:
+    """Build the dataset ``name`` (provider call, once per run).
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: A map-style ``torch.utils.data.Dataset`` of ``(input, target)`` pairs;
+        the engine splits it into training and validation parts.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_optimizer(name: str, params: BaseModel, parameters: Any) -> Any:
+    """Build the optimizer ``name`` over ``parameters`` (provider call, once per run).
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :param parameters: An iterable of tensors or a list of parameter-group dicts (from
+        freeze policies).
+    :returns: A ``torch.optim.Optimizer``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_metric(name: str, params: BaseModel) -> Any:
+    """Build the metric ``name`` (provider call, once per run).
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: An object with ``reset()``, ``update(output, target)`` and
+        ``compute() -> float``. ``update`` should not synchronise with the device.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_callback(name: str, params: BaseModel) -> Any:
+    """Build the callback ``name`` (provider call, once per run).
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: An object whose methods are named after the run hooks below
+        (``on_step``, ``on_epoch_end``, ...) and marked with ``@torchtk.hookimpl``. It
+        may also define ``state_dict()`` / ``load_state_dict()`` to be checkpointed.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- run calls: the callbacks a spec lists, in its order -----------------------------------
+
+
+@hookspec
+def on_fit_start(state: TrainState) -> None:
+    """Called once before the first epoch (run call), after everything is built.
+
+    :param state: The live :class:`torchtk.TrainState` of the run.
+    :returns: Nothing.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_step(state: TrainState) -> None:
+    """Called at every optimisation step, after ``backward()`` and before
+    ``optimizer.step()`` (run call).
+
+    Gradients are final and unscaled when this runs, so this is where gradient
+    clipping, NaN guards and gradient statistics live. Set ``state.skip_step = True``
+    to skip this optimizer update (and the scheduler step that would follow it).
+
+    :param state: The live :class:`torchtk.TrainState`; ``state.loss`` is the step's
+        loss tensor (do not call ``.item()`` on it every step: it synchronises).
+    :returns: Nothing.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_step_end(state: TrainState) -> None:
+    """Called after the optimizer (and per-update scheduler) step (run call).
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :returns: Nothing.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_epoch_end(state: TrainState) -> None:
+    """Called after validation of every epoch, before the checkpoint is written (run call).
+
+    ``state.metrics`` holds this epoch's logged values (``train_loss``, ``val_loss``,
+    ``val_<metric>``). Set ``state.should_stop = True`` to end training after this epoch.
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :returns: Nothing.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_fit_end(state: TrainState) -> None:
+    """Called once after the last epoch, also when training stopped early (run call).
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :returns: Nothing.
+
+    .. versionadded:: 0.1
+    """

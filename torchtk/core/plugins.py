@@ -1,0 +1,173 @@
+"""Finding, loading and calling plugins: built-ins, entry points, and broken ones.
+
+Environment switches (one scheme, as pytest, datasette and llm have):
+
+* ``TORCHTK_DISABLE_PLUGINS=a,b`` -- do not load these third-party plugins
+  (entry-point names); ``all`` disables every third-party plugin.
+* ``TORCHTK_LOAD_PLUGINS=a,b`` -- load only these third-party plugins.
+* ``TORCHTK_STRICT_PLUGINS=1`` -- a plugin that fails to load is fatal (for CI).
+* ``TORCHTK_TRACE_PLUGINS=1`` -- print every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from torchtk.core import hookspecs
+from torchtk.core.errors import BrokenPluginError, TorchtkError
+
+ENTRY_POINT_GROUP = "torchtk"
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load; everything else keeps working."""
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``tk plugins`` shows it."""
+
+    name: str
+    module: str
+    builtin: bool
+    distribution: str = ""
+    version: str = ""
+    error: BaseException | None = None
+    hooks: list[str] = field(default_factory=list)
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+    @property
+    def reason(self) -> str:
+        if self.error is None:
+            return ""
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+def _env_names(variable: str) -> set[str] | None:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version("torchtk")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+class PluginHost:
+    """A pluggy manager plus what we know about each plugin (origin, errors).
+
+    Built-in plugins are dotted module paths imported on first use; third-party ones
+    come from the ``torchtk`` entry-point group. A plugin that fails to import or
+    validate is recorded as broken, warned about once, and left out.
+    """
+
+    def __init__(self, builtins: Iterable[str] | None = None, entry_points: bool = True) -> None:
+        if builtins is None:
+            from torchtk.plugins import BUILTIN_PLUGINS
+
+            builtins = BUILTIN_PLUGINS
+        self.pm = pluggy.PluginManager("torchtk")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.strict = os.environ.get("TORCHTK_STRICT_PLUGINS", "") not in ("", "0")
+        if os.environ.get("TORCHTK_TRACE_PLUGINS", "") not in ("", "0"):
+            self.pm.trace.root.setwriter(sys.stderr.write)
+            self.pm.enable_tracing()
+        version = _own_version()
+        for module_name in builtins:
+            self._load(module_name, module_name, builtin=True, distribution="torchtk", version=version)
+        if entry_points:
+            self._load_entry_points()
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _load_entry_points(self) -> None:
+        disabled = _env_names("TORCHTK_DISABLE_PLUGINS") or set()
+        only = _env_names("TORCHTK_LOAD_PLUGINS")
+        if "all" in disabled:
+            return
+        seen: set[tuple[str, str, str]] = set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else ""
+            version = ep.dist.version if ep.dist is not None else ""
+            key = (dist, ep.name, ep.value)
+            if key in seen:  # the same distribution found twice on sys.path
+                continue
+            seen.add(key)
+            if ep.name in disabled or (only is not None and ep.name not in only):
+                continue
+            name = ep.name if ep.name not in self.plugins else f"{dist}:{ep.name}"
+            self._load(ep.value, name, builtin=False, distribution=dist, version=version, entry_point=ep)
+
+    def _load(self, target: str, name: str, *, builtin: bool, distribution: str, version: str,
+              entry_point: metadata.EntryPoint | None = None) -> None:
+        info = PluginInfo(name=name, module=target, builtin=builtin, distribution=distribution, version=version)
+        self.plugins[name] = info
+        try:
+            plugin = entry_point.load() if entry_point is not None else importlib.import_module(target)
+            self.register(plugin, name, info)
+        except Exception as exc:  # a broken plugin never takes the host down
+            self.mark_broken(name, exc)
+
+    def register(self, plugin: Any, name: str, info: PluginInfo | None = None) -> None:
+        """Register a plugin object (a module or any object with hookimpls) under ``name``."""
+        if info is None:
+            info = PluginInfo(name=name, module=getattr(plugin, "__name__", repr(plugin)), builtin=False)
+        self.plugins[name] = info
+        self.pm.register(plugin, name=name)
+        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or () if c.spec is None]
+        if unknown:
+            self.pm.unregister(plugin)
+            hints = []
+            for hook in unknown:
+                close = difflib.get_close_matches(hook, self.hook_names(), n=1)
+                hints.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TorchtkError(f"implements unknown hook {', '.join(hints)}")
+        info.hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or ())
+
+    def mark_broken(self, name: str, error: BaseException) -> None:
+        """Record that plugin ``name`` failed: warn once, or raise in strict mode."""
+        info = self.plugins[name]
+        info.error = error
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        message = f"torchtk plugin {name!r} failed to load and is skipped: {info.reason}"
+        if self.strict:
+            raise BrokenPluginError(message + " (TORCHTK_STRICT_PLUGINS is set)") from error
+        warnings.warn(message, PluginWarning, stacklevel=2)
+
+    # -- calling -----------------------------------------------------------------------
+
+    @staticmethod
+    def hook_names() -> list[str]:
+        return [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "torchtk_spec")]
+
+    def catalog_calls(self) -> Iterable[tuple[str, Any]]:
+        """``(plugin name, register_components implementation)`` for each live plugin."""
+        for impl in reversed(self.pm.hook.register_components.get_hookimpls()):
+            yield self.pm.get_name(impl.plugin), impl.function
+
+    def call_provider(self, hook: str, plugin_name: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on one plugin only, passing the arguments its implementation takes."""
+        plugin = self.pm.get_plugin(plugin_name)
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin is plugin:
+                return impl.function(*(kwargs.get(arg) for arg in impl.argnames))
+        raise TorchtkError(f"plugin {plugin_name!r} declares a component but does not implement the {hook!r} hook")

@@ -1,0 +1,93 @@
+"""What the user sees while a run trains: a progress bar and one table row per epoch.
+
+The engine calls a reporter only at the logging interval and at epoch ends, never per
+batch, so rendering costs nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Reporter:
+    """Silent reporter (Python API, ``--json``); subclasses render."""
+
+    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None: ...
+    def epoch_start(self, epoch: int) -> None: ...
+    def progress(self, batches_done: int, loss: float) -> None: ...
+    def epoch_end(self, row: dict[str, float]) -> None: ...
+    def message(self, text: str) -> None: ...
+    def finish(self) -> None: ...
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:.4f}"
+    return str(value)
+
+
+class PlainReporter(Reporter):
+    """One line per epoch, for logs and pipes."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None:
+        self.epochs = epochs
+        print(f"run directory: {run_dir}", file=self.stream, flush=True)
+
+    def epoch_end(self, row: dict[str, float]) -> None:
+        fields = "  ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch")
+        print(f"epoch {row['epoch']}/{self.epochs}  {fields}", file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+
+class RichReporter(Reporter):
+    """A live progress bar per epoch and a table row per epoch, on a terminal."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console()
+        self.progress_bar: Any = None
+        self.columns: list[str] = []
+
+    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.epochs, self.batches = epochs, batches
+        self.console.print(f"run directory: [bold]{run_dir}[/bold]")
+        self.progress_bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=self.console, transient=True,
+        )
+        self.progress_bar.start()
+        self.task = self.progress_bar.add_task("train", total=batches, epoch=first_epoch, epochs=epochs, loss="-")
+
+    def epoch_start(self, epoch: int) -> None:
+        self.progress_bar.reset(self.task, total=self.batches, epoch=epoch, loss="-")
+
+    def progress(self, batches_done: int, loss: float) -> None:
+        self.progress_bar.update(self.task, completed=batches_done, loss=f"{loss:.4f}")
+
+    def epoch_end(self, row: dict[str, float]) -> None:
+        from rich.table import Table
+
+        first = not self.columns
+        if first:
+            self.columns = list(row)
+        table = Table(box=None, show_header=first, pad_edge=False)
+        for column in self.columns:
+            table.add_column(column, justify="right", min_width=max(len(column), 8))
+        table.add_row(*[_fmt(row.get(c, "")) for c in self.columns])
+        self.progress_bar.console.print(table)
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def finish(self) -> None:
+        if self.progress_bar is not None:
+            self.progress_bar.stop()

@@ -1,0 +1,255 @@
+"""The registry: every component's name resolved to exactly one provider.
+
+The catalog is built by calling each plugin's ``register_components`` separately, so
+the registry knows who declared what. Names are resolved through that catalog, never
+through pluggy's call order: two plugins claiming one name is a reported conflict, and
+a spec that uses such a name fails naming both, unless it picks one as
+``plugin::name`` or one component declares ``replaces=True`` over a built-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from torchtk.core.components import KINDS, Component, kind_named
+from torchtk.core.errors import (
+    AmbiguousComponentError,
+    BrokenPluginError,
+    TorchtkError,
+    UnknownComponentError,
+    UserInputError,
+)
+from torchtk.core.plugins import PluginHost
+
+SCOPE_SEPARATOR = "::"
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort ``resnet18`` before ``resnet101``, as people expect."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+class Registry:
+    """Lists, describes and builds components, whoever provides them."""
+
+    def __init__(self, host: PluginHost | None = None) -> None:
+        self._host = host
+        self._providers: dict[tuple[str, str], list[Component]] | None = None
+        self._aliases: dict[tuple[str, str], str] = {}
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            self._host = PluginHost()
+        return self._host
+
+    # -- catalog -----------------------------------------------------------------------
+
+    @property
+    def providers(self) -> dict[tuple[str, str], list[Component]]:
+        """``(kind, name) -> [Component, ...]``, one entry per providing plugin."""
+        if self._providers is None:
+            self._providers = self._collect()
+        return self._providers
+
+    def _collect(self) -> dict[tuple[str, str], list[Component]]:
+        providers: dict[tuple[str, str], list[Component]] = {}
+        for plugin_name, register_components in list(self.host.catalog_calls()):
+            info = self.host.plugins[plugin_name]
+            declared: list[Component] = []
+
+            def register(component: Component, _declared: list[Component] = declared) -> None:
+                if not isinstance(component, Component):
+                    raise TypeError(f"register() takes a torchtk.Component, got {component!r}")
+                _declared.append(component)
+
+            try:
+                register_components(register)
+            except Exception as exc:
+                self.host.mark_broken(plugin_name, exc)
+                continue
+            for component in declared:
+                component = dataclasses.replace(
+                    component, plugin=plugin_name, distribution=info.distribution, version=info.version
+                )
+                providers.setdefault((component.kind, component.name), []).append(component)
+        for (kind, name), comps in providers.items():
+            for component in comps:
+                for alias in component.aliases:
+                    self._aliases.setdefault((kind, alias), name)
+        return providers
+
+    def _kind(self, kind: str) -> str:
+        found = kind_named(kind)
+        if found is None:
+            raise UserInputError(f"unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+        return found.name
+
+    def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
+        """One component per name (the one a spec would get), sorted naturally."""
+        kinds = [self._kind(kind)] if kind else list(KINDS)
+        found = []
+        for (k, name), comps in self.providers.items():
+            if k in kinds and (pattern is None or fnmatch.fnmatch(name, pattern)):
+                found.append(self._winner(comps) or comps[0])
+        return sorted(found, key=lambda c: (list(KINDS).index(c.kind), natural_key(c.name)))
+
+    def names(self, kind: str, pattern: str | None = None) -> list[str]:
+        """Canonical names of ``kind``, optionally filtered by a wildcard (``"*dice*"``)."""
+        return [c.name for c in self.components(kind, pattern)]
+
+    def conflicts(self) -> list[tuple[str, str, list[Component]]]:
+        """Every ``(kind, name)`` claimed by more than one plugin with no declared winner."""
+        return [
+            (kind, name, comps)
+            for (kind, name), comps in sorted(self.providers.items())
+            if len(comps) > 1 and self._winner(comps) is None
+        ]
+
+    @staticmethod
+    def _winner(comps: list[Component]) -> Component | None:
+        if len(comps) == 1:
+            return comps[0]
+        replacing = [c for c in comps if c.replaces]
+        others = [c for c in comps if not c.replaces]
+        if len(replacing) == 1 and all(c.distribution == "torchtk" for c in others):
+            return replacing[0]
+        return None
+
+    # -- lookup ------------------------------------------------------------------------
+
+    def resolve(self, kind: str, name: str) -> Component:
+        """The one component ``name`` (or alias, or ``plugin::name``) means for ``kind``."""
+        kind = self._kind(kind)
+        scope = None
+        if SCOPE_SEPARATOR in name:
+            scope, name = name.split(SCOPE_SEPARATOR, 1)
+        canonical = self._aliases.get((kind, name), name) if (kind, name) not in self.providers else name
+        comps = self.providers.get((kind, canonical))
+        if not comps:
+            raise self._unknown(kind, name)
+        if scope is not None:
+            chosen = [c for c in comps if scope in (c.plugin, c.distribution)]
+            if not chosen:
+                raise UnknownComponentError(
+                    f"no plugin {scope!r} provides {kind} {canonical!r}; providers: "
+                    + ", ".join(c.provider for c in comps)
+                )
+            return chosen[0]
+        winner = self._winner(comps)
+        if winner is None:
+            raise AmbiguousComponentError(
+                f"{kind} {canonical!r} is provided by more than one plugin: "
+                + " and ".join(c.provider for c in comps)
+                + f". Choose one explicitly, e.g. \"{comps[0].plugin}{SCOPE_SEPARATOR}{canonical}\"."
+            )
+        return winner
+
+    def _unknown(self, kind: str, name: str) -> TorchtkError:
+        valid = sorted({n for (k, n) in self.providers if k == kind} | {a for (k, a) in self._aliases if k == kind})
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+        plural = KINDS[kind].plural
+        message = f"unknown {kind} {name!r}."
+        if close:
+            message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+        message += f" Run `tk list {plural}` to see the valid names."
+        broken = [p for p in self.host.plugins.values() if p.broken]
+        if broken:
+            names = ", ".join(f"{p.name} ({p.reason})" for p in broken)
+            error = BrokenPluginError(message + f" Plugins that failed to load and may provide it: {names}.")
+            error.__cause__ = broken[0].error
+            return error
+        return UnknownComponentError(message)
+
+    def describe(self, kind: str, name: str) -> dict[str, Any]:
+        """Everything ``tk show`` displays, as plain data."""
+        component = self.resolve(kind, name)
+        model = component.params_model
+        params = []
+        for field_name, field in model.model_fields.items():
+            schema = model.model_json_schema()["properties"].get(field_name, {})
+            bounds = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                                             "enum", "minItems", "maxItems") if k in schema}
+            params.append({
+                "name": field_name,
+                "type": _type_name(field.annotation),
+                "required": field.is_required(),
+                "default": None if field.is_required() else _jsonable(field.get_default(call_default_factory=True)),
+                "bounds": bounds,
+                "description": field.description or "",
+            })
+        return {
+            "kind": component.kind,
+            "name": component.name,
+            "summary": component.summary,
+            "description": component.description,
+            "aliases": list(component.aliases),
+            "plugin": component.plugin,
+            "distribution": component.distribution,
+            "version": component.version,
+            "extras": dict(component.extras),
+            "params": params,
+        }
+
+    # -- building ----------------------------------------------------------------------
+
+    def validate_params(self, component: Component, params: dict[str, Any]) -> BaseModel:
+        """Validate raw params against the component's model (raises pydantic's error)."""
+        return component.params_model.model_validate(params)
+
+    def create(self, kind: str, name: str, **kwargs: Any) -> Any:
+        """Build a component from keyword params; run objects (``optimizer=``, ``model=``)
+        are passed through to the hook, everything else is validated as params."""
+        kind = self._kind(kind)
+        context_names = KINDS[kind].context
+        context = {k: kwargs.pop(k) for k in list(kwargs) if k in context_names}
+        component = self.resolve(kind, name)
+        return self.build(component, self.validate_params(component, kwargs), **context)
+
+    def build(self, component: Component, params: BaseModel, **context: Any) -> Any:
+        """Call the providing plugin's hook with already validated params."""
+        hook = KINDS[component.kind].hook
+        built = self.host.call_provider(hook, component.plugin, name=component.name, params=params, **context)
+        if built is None:
+            raise TorchtkError(
+                f"plugin {component.plugin!r} declares {component.kind} {component.name!r} "
+                f"but its {hook} hook returned None"
+            )
+        return built
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation)
+    return text.replace("typing.", "").replace("NoneType", "None")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+        return value
+    return repr(value)
+
+
+_default: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace the process-wide registry (tests, embedding applications)."""
+    global _default
+    _default = registry

@@ -1,0 +1,369 @@
+"""The run spec: pydantic models, loading (JSON or YAML), ``--set`` overrides, and the
+second validation pass that checks every component's params against its own model.
+
+Validation is strict: unknown keys are errors and nothing is coerced (``"0.1"`` is not
+a number). Every problem is reported with its spec path, such as
+``loss[0].params.gamma``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from torchtk.core.errors import SpecError, TorchtkError, UserInputError
+
+if TYPE_CHECKING:
+    from torchtk.core.registry import Registry
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ComponentRef(_Strict):
+    """``{"name": ..., "params": {...}}``; a bare string is shorthand for ``{"name": ...}``."""
+
+    name: str = Field(description="Component name, alias, or plugin::name to pick a provider.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The component's params.")
+    _built_params: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @property
+    def validated_params(self) -> Any:
+        """The component's params model instance (set by :func:`resolve_spec`)."""
+        return self._built_params
+
+
+class LossTerm(ComponentRef):
+    """One term of the run's loss; the run's loss is the weighted sum of its terms."""
+
+    weight: float = Field(1.0, description="Multiplier of this term in the total loss.")
+
+
+class SchedulerRef(ComponentRef):
+    """A scheduler, optionally overriding when it steps."""
+
+    interval: Optional[Literal["epoch", "step"]] = Field(
+        None, description="Step per epoch or per optimizer update; default: the scheduler's own declaration.")
+    monitor: str = Field("val_loss", description="Logged value passed to schedulers that need a metric.")
+
+
+class DataSpec(ComponentRef):
+    """The dataset and how it is split and batched."""
+
+    batch_size: int = Field(32, ge=1, description="Samples per batch.")
+    val_split: float = Field(0.2, ge=0, lt=1, description="Fraction held out for validation (0: no validation).")
+    shuffle: bool = Field(True, description="Reshuffle the training set every epoch.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process).")
+
+
+class TrainerSpec(_Strict):
+    """How long, where, and what to keep."""
+
+    epochs: int = Field(10, ge=1, description="Number of passes over the training set.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda, cuda:N or mps.")
+    output_dir: str = Field("runs", description="Where run directories are created.")
+    monitor: str = Field("val_loss", description="Logged value that decides the best checkpoint.")
+    mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) monitor is better.")
+    accumulate_grad_batches: int = Field(1, ge=1, description="Batches whose gradients are summed per optimizer update.")
+    log_every_n_steps: int = Field(20, ge=1, description="How often the live loss is read from the device.")
+    progress: bool = Field(True, description="Show a progress bar on a terminal.")
+
+
+class RunSpec(_Strict):
+    """A whole training run."""
+
+    name: str = Field("run", pattern=r"^[\w.-]+$", description="Run name, used in the run directory's name.")
+    seed: int = Field(0, ge=0, description="Seed for initialisation, splitting and shuffling.")
+    model: ComponentRef
+    data: DataSpec
+    loss: list[LossTerm] = Field(min_length=1, description="One loss or a list of weighted terms.")
+    optimizer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="adam"))
+    scheduler: list[SchedulerRef] = Field(default_factory=list, description="None, one, or a list (chained).")
+    freeze: list[ComponentRef] = Field(default_factory=list, description="Fine-tuning policies, applied in order.")
+    precision: ComponentRef = Field(default_factory=lambda: ComponentRef(name="fp32"))
+    callbacks: list[ComponentRef] = Field(default_factory=list, description="Step/epoch callbacks, run in this order.")
+    metrics: list[ComponentRef] = Field(default_factory=list, description="Validation metrics, logged as val_<name>.")
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("loss", "scheduler"):
+                if isinstance(data.get(key), (str, dict)):
+                    data[key] = [data[key]]
+            if data.get("scheduler") is None and "scheduler" in data:
+                data["scheduler"] = []
+        return data
+
+    def component_refs(self) -> list[tuple[str, str, ComponentRef]]:
+        """``(spec path, kind, ref)`` for every component the spec names."""
+        refs: list[tuple[str, str, ComponentRef]] = [("model", "model", self.model), ("data", "dataset", self.data)]
+        refs += [(f"loss[{i}]", "loss", ref) for i, ref in enumerate(self.loss)]
+        refs.append(("optimizer", "optimizer", self.optimizer))
+        refs += [(f"scheduler[{i}]", "scheduler", ref) for i, ref in enumerate(self.scheduler)]
+        refs += [(f"freeze[{i}]", "freeze", ref) for i, ref in enumerate(self.freeze)]
+        refs.append(("precision", "precision", self.precision))
+        refs += [(f"callbacks[{i}]", "callback", ref) for i, ref in enumerate(self.callbacks)]
+        refs += [(f"metrics[{i}]", "metric", ref) for i, ref in enumerate(self.metrics)]
+        return refs
+
+
+# -- error formatting ----------------------------------------------------------------------
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """``("loss", 0, "params", "gamma")`` -> ``loss[0].params.gamma``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "list[", "dict[")):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the object at ``loc`` inside ``model`` (for "unknown key" hints)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return []
+        current = _inner_model(current.model_fields[part].annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _inner_model(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[BaseModel]) -> list[tuple[str, str]]:
+    """Readable ``(spec path, message)`` pairs from a pydantic error."""
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        if loc and isinstance(loc[-1], str) and loc[-1].startswith("function-"):
+            loc = loc[:-1]
+        path = format_loc(prefix + loc)
+        if item["type"] == "extra_forbidden":
+            valid = _fields_at(model, loc[:-1])
+            message = f"unknown key {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
+        elif item["type"] == "missing":
+            message = "required, but missing"
+        else:
+            message = f"{item['msg']} (got {json.dumps(item.get('input'), default=repr)})"
+        problems.append((path, message))
+    return problems
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def bundled_examples() -> dict[str, Path]:
+    """Example name -> spec file shipped inside the package."""
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*.json"))}
+
+
+def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
+    """Parse a spec file (or bundled example name) into a dict; errors carry file:line:col."""
+    path = Path(source)
+    if not path.exists():
+        examples = bundled_examples()
+        if str(source) in examples:
+            path = examples[str(source)]
+        else:
+            hint = f" Bundled examples: {', '.join(examples)}." if examples else ""
+            raise UserInputError(f"{source}: no such spec file or bundled example.{hint}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read spec file: {exc.strerror or exc}") from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            raise UserInputError(f"{where}: malformed YAML: {exc.problem}") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: a spec must be a JSON object, got {type(data).__name__}")
+    return data, str(path)
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for name, index in _PATH_PART.findall(path):
+        if index:
+            parts.append(int(index))
+        elif name.isdigit():
+            parts.append(int(name))
+        else:
+            parts.append(name)
+    return parts
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> tuple[str, ...]:
+    """Apply ``key.path=value`` to raw spec data; the value is JSON when it parses as JSON.
+
+    Returns the normalised path, so validation errors there can be blamed on ``--set``.
+    """
+    if "=" not in assignment:
+        raise UserInputError(f"--set {assignment!r}: expected key.path=value, e.g. --set trainer.epochs=3")
+    path_text, _, value_text = assignment.partition("=")
+    parts = _split_path(path_text.strip())
+    if not parts:
+        raise UserInputError(f"--set {assignment!r}: empty key path")
+    try:
+        value: Any = json.loads(value_text)
+    except json.JSONDecodeError:
+        value = value_text
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        where = format_loc(tuple(parts[: i + 1]))
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise UserInputError(f"--set {path_text}: {where} does not exist in the spec")
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise UserInputError(f"--set {path_text}: {where} does not exist in the spec")
+            if isinstance(node.get(part), str):  # bare-name shorthand: expand so params can be set
+                node[part] = {"name": node[part]}
+            node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise UserInputError(f"--set {path_text}: {format_loc(tuple(parts))} does not exist in the spec")
+    elif not isinstance(node, dict):
+        raise UserInputError(f"--set {path_text}: {format_loc(tuple(parts[:-1]))} is not an object")
+    node[last] = value
+    return tuple(parts)
+
+
+def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> RunSpec:
+    """Read, override and fully validate a spec: a path, a bundled example, a dict or a RunSpec."""
+    label = "spec"
+    if isinstance(source, RunSpec):
+        data = source.model_dump()
+    elif isinstance(source, dict):
+        data = json.loads(json.dumps(source))
+    else:
+        data, label = read_spec_file(source)
+    override_paths = [apply_override(data, item) for item in overrides or ()]
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _blame_overrides(SpecError(problems_from(exc, (), RunSpec), label), override_paths, overrides) from None
+    try:
+        return resolve_spec(spec, registry, label)
+    except SpecError as exc:
+        raise _blame_overrides(exc, override_paths, overrides) from None
+
+
+def _blame_overrides(error: SpecError, paths: list[tuple[Any, ...]], overrides: list[str] | None) -> SpecError:
+    """Rewrite problems caused by ``--set`` so they name the option the user typed."""
+    by_path = {format_loc(p): text for p, text in zip(paths, overrides or ())}
+    problems = []
+    for path, message in error.problems:
+        if path in by_path:
+            if message.startswith("unknown key"):
+                message = "no such setting" + message[len("unknown key " + path.split(".")[-1].__repr__()):]
+            path = f"--set {by_path[path]}: {path}"
+        problems.append((path, message))
+    return SpecError(problems, error.source)
+
+
+def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "spec") -> RunSpec:
+    """Second pass: resolve every name to one component and validate its params.
+
+    Names become canonical (aliases resolved), and ``params`` are replaced by the full
+    validated params, defaults included, so the saved ``spec.json`` is explicit.
+    """
+    if registry is None:
+        from torchtk.core.registry import get_registry
+
+        registry = get_registry()
+    problems: list[tuple[str, str]] = []
+    for path, kind, ref in spec.component_refs():
+        try:
+            component = registry.resolve(kind, ref.name)
+        except TorchtkError as exc:
+            problems.append((f"{path}.name", str(exc)))
+            continue
+        model = component.params_model
+        try:
+            validated = model.model_validate(ref.params)
+        except ValidationError as exc:
+            problems += problems_from(exc, (*_split_path(path), "params"), model)
+            continue
+        scoped = ref.name if "::" in ref.name else component.name
+        ref.name = scoped
+        ref.params = validated.model_dump(mode="json")
+        ref._built_params = validated
+    if problems:
+        raise SpecError(problems, label)
+    return spec
+
+
+def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
+    """JSON Schema of the run spec with each component slot listing every installed
+    component and its params (``tk schema``)."""
+    if registry is None:
+        from torchtk.core.registry import get_registry
+
+        registry = get_registry()
+    schema = RunSpec.model_json_schema()
+    slots = {"model": "model", "data": "dataset", "loss": "loss", "optimizer": "optimizer",
+             "scheduler": "scheduler", "freeze": "freeze", "precision": "precision",
+             "callbacks": "callback", "metrics": "metric"}
+    for slot, kind in slots.items():
+        choices = []
+        for component in registry.components(kind):
+            params_schema = component.params_model.model_json_schema()
+            names = [component.name, *component.aliases]
+            choices.append({
+                "title": f"{kind} {component.name}",
+                "description": component.summary,
+                "properties": {"name": {"enum": names}, "params": params_schema},
+            })
+        schema.setdefault("properties", {}).setdefault(slot, {})["x-torchtk-components"] = choices
+        schema["properties"][slot]["description"] = (
+            schema["properties"][slot].get("description", "") + f" Components: {', '.join(c['title'].split(' ', 1)[1] for c in choices)}."
+        ).strip()
+    return schema
+
+
+SpecInput = Union[str, Path, dict, RunSpec]

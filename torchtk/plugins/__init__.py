@@ -1,0 +1,15 @@
+"""Built-in plugins. Each is an ordinary plugin module, loaded through the same hooks
+as a third-party one; this tuple is the only place the core learns their names."""
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "torchtk.plugins.datasets",
+    "torchtk.plugins.models",
+    "torchtk.plugins.losses.classification",
+    "torchtk.plugins.losses.regularization",
+    "torchtk.plugins.losses.torch_nn",
+    "torchtk.plugins.optimizers",
+    "torchtk.plugins.schedulers",
+    "torchtk.plugins.precision",
+    "torchtk.plugins.callbacks",
+    "torchtk.plugins.metrics",
+)
