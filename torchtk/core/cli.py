@@ -1,2 +1,279 @@
-def main():
-    pass
+"""The ``tk`` command line: each command parses, calls the library, and renders.
+
+No logic lives only here. Errors the user can fix (exit code 2) and failed runs (exit
+code 1) print one message without a traceback; ``--debug`` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import warnings
+from typing import Any, List, Optional
+
+import click
+import typer
+
+from torchtk.core.errors import TorchtkError, UserInputError
+
+app = typer.Typer(
+    name="tk",
+    help="torchtk: train PyTorch models from a validated JSON spec, with pluggable losses, "
+    "schedulers, fine-tuning policies, precision and step callbacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_options = {"debug": False}
+
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output.")
+SET_OPTION = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
+                          help="Override a spec value, e.g. --set optimizer.params.lr=0.01 (repeatable).")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _registry() -> Any:
+    from torchtk.core.registry import get_registry
+
+    return get_registry()
+
+
+def _short_provider(component: Any) -> str:
+    """``losses.classification`` for a built-in, ``name (dist version)`` for others."""
+    if component.distribution == "torchtk":
+        return component.plugin.removeprefix("torchtk.plugins.")
+    return component.provider
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")) -> None:
+    _options["debug"] = debug
+
+
+@app.command("list")
+def list_components(
+    kind: Optional[str] = typer.Argument(None, help="losses, schedulers, freeze, precision, callbacks, models, "
+                                                    "datasets, optimizers or metrics; omit for counts per kind."),
+    pattern: Optional[str] = typer.Option(None, "--filter", "-f", help="Wildcard on names, e.g. '*dice*'."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List components of a kind with summary and providing plugin."""
+    from rich.table import Table
+
+    from torchtk.core.components import KINDS
+
+    registry = _registry()
+    if kind is None:
+        counts = {k: len(registry.names(k)) for k in KINDS}
+        if as_json:
+            return _print_json(counts)
+        table = Table("kind", "components", "list with", box=None)
+        for name, count in counts.items():
+            table.add_row(name, str(count), f"tk list {KINDS[name].plural}")
+        _console().print(table)
+        return None
+    components = registry.components(kind, pattern)
+    conflicted = {(k, n) for k, n, _ in registry.conflicts()}
+    if as_json:
+        return _print_json([{"name": c.name, "aliases": list(c.aliases), "summary": c.summary, "plugin": c.plugin,
+                             "distribution": c.distribution, "conflict": (c.kind, c.name) in conflicted}
+                            for c in components])
+    table = Table("name", "aliases", "summary", "plugin", box=None)
+    table.columns[2].ratio = 1
+    for c in components:
+        name = c.name + (" (conflict)" if (c.kind, c.name) in conflicted else "")
+        table.add_row(name, ", ".join(c.aliases), c.summary, _short_provider(c))
+    _console().print(table)
+    return None
+
+
+@app.command("show")
+def show(
+    kind: str = typer.Argument(..., help="Component kind, singular or plural."),
+    name: str = typer.Argument(..., help="Component name or alias."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show one component: summary, every param (type, default, bounds), aliases, plugin."""
+    from rich.table import Table
+
+    info = _registry().describe(kind, name)
+    if as_json:
+        return _print_json(info)
+    console = _console()
+    console.print(f"[bold]{info['kind']} {info['name']}[/bold] — {info['summary']}")
+    if info["aliases"]:
+        console.print(f"aliases: {', '.join(info['aliases'])}")
+    provider = info["plugin"] + (f" ({info['distribution']} {info['version']})" if info["distribution"] else "")
+    console.print(f"plugin: {provider}")
+    for key, value in info["extras"].items():
+        console.print(f"{key}: {value}")
+    if info["description"]:
+        console.print()
+        console.print(info["description"], markup=False)
+    console.print()
+    if not info["params"]:
+        console.print("params: none")
+        return None
+    table = Table("param", "type", "default", "bounds", "description", title="params", title_justify="left")
+    for p in info["params"]:
+        default = "(required)" if p["required"] else json.dumps(p["default"])
+        bounds = ", ".join(f"{k}={v}" for k, v in p["bounds"].items())
+        table.add_row(p["name"], p["type"], default, bounds, p["description"])
+    console.print(table)
+    return None
+
+
+@app.command("plugins")
+def plugins(as_json: bool = JSON_OPTION) -> None:
+    """Installed plugins: origin, version, what each provides, and any that failed to load."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    registry = _registry()
+    provided: dict[str, Counter] = {}
+    for comps in registry.providers.values():
+        for c in comps:
+            provided.setdefault(c.plugin, Counter())[c.kind] += 1
+    rows = []
+    for info in registry.host.plugins.values():
+        rows.append({
+            "name": info.name, "builtin": info.builtin, "distribution": info.distribution,
+            "version": info.version, "provides": dict(provided.get(info.name, {})), "hooks": info.hooks,
+            "status": f"broken: {info.reason}" if info.broken else "ok",
+        })
+    conflicts = [{"kind": k, "name": n, "providers": [c.provider for c in comps]}
+                 for k, n, comps in registry.conflicts()]
+    if as_json:
+        return _print_json({"plugins": rows, "conflicts": conflicts})
+    table = Table("plugin", "distribution", "provides", "status", box=None)
+    for row in rows:
+        dist = f"{row['distribution']} {row['version']}".strip() + ("" if not row["builtin"] else " (built-in)")
+        provides = ", ".join(f"{n} {k}" for k, n in sorted(row["provides"].items())) or "-"
+        table.add_row(row["name"], dist, provides, row["status"])
+    console = _console()
+    console.print(table)
+    for c in conflicts:
+        console.print(f"conflict: {c['kind']} {c['name']!r} is provided by {' and '.join(c['providers'])}; "
+                      f"a spec must name one as plugin::{c['name']}", markup=False)
+    return None
+
+
+@app.command("validate")
+def validate(
+    spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
+    overrides: Optional[List[str]] = SET_OPTION,
+) -> None:
+    """Validate a spec and print it resolved (canonical names, all params); train nothing."""
+    from torchtk.core.spec import load_spec
+
+    resolved = load_spec(spec, overrides=overrides)
+    _print_json(resolved.model_dump(mode="json"))
+    print(f"{spec}: valid", file=sys.stderr)
+
+
+@app.command("schema")
+def schema() -> None:
+    """JSON Schema of the run spec, with the params of every installed component."""
+    from torchtk.core.spec import run_spec_schema
+
+    _print_json(run_spec_schema())
+
+
+@app.command("examples")
+def examples(as_json: bool = JSON_OPTION) -> None:
+    """Bundled example specs, runnable as `tk train NAME`."""
+    from rich.table import Table
+
+    from torchtk.core.spec import bundled_examples
+
+    found = {}
+    for name, path in bundled_examples().items():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        found[name] = {"path": str(path), "description": data.get("description", "")}
+    if as_json:
+        return _print_json(found)
+    table = Table("example", "description", "run with", box=None)
+    for name, info in found.items():
+        table.add_row(name, info["description"], f"tk train {name}")
+    _console().print(table)
+    return None
+
+
+@app.command("train")
+def train(
+    spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name (see tk examples)."),
+    overrides: Optional[List[str]] = SET_OPTION,
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
+                                         help="Continue the run in RUN_DIR from its last checkpoint."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress output)."),
+) -> None:
+    """Train a spec; outputs go to <output_dir>/<name>-<timestamp>/."""
+    from torchtk.core.engine import train as run_training
+    from torchtk.core.progress import PlainReporter, Reporter, RichReporter
+
+    if as_json:
+        reporter: Reporter = Reporter()
+    elif sys.stdout.isatty():
+        reporter = RichReporter()
+    else:
+        reporter = PlainReporter()
+    result = run_training(spec, overrides=overrides, resume=resume, reporter=reporter)
+    summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
+               "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
+    if as_json:
+        return _print_json(summary)
+    best_epoch = result.best.get("epoch", "?")
+    print(f"best {result.monitor} = {result.best_value:.4f} (epoch {best_epoch}); outputs in {result.run_dir}")
+    return None
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``tk`` console script; exits with 0, 1 or 2 (see DESIGN.md)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
+    _options["debug"] = "--debug" in argv
+    try:
+        app(args=argv, prog_name="tk", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except TorchtkError as exc:
+        if _options["debug"]:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except Exception as exc:  # a bug: say so briefly, --debug for the traceback
+        if _options["debug"]:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+__all__ = ["app", "main", "UserInputError"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -115,9 +116,9 @@ class Component:
         """The long description: ``doc`` if given, else the params model's docstring."""
         doc = self.doc() if callable(self.doc) else self.doc
         if doc:
-            return doc.strip()
-        model_doc = self.params_model.__doc__ or ""
-        return "" if model_doc.strip() in (Params.__doc__.strip(), NoParams.__doc__.strip()) else model_doc.strip()
+            return inspect.cleandoc(doc)
+        model_doc = inspect.cleandoc(self.params_model.__doc__ or "")
+        return "" if model_doc in (inspect.cleandoc(Params.__doc__), inspect.cleandoc(NoParams.__doc__)) else model_doc
 
     @property
     def provider(self) -> str:

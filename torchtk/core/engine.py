@@ -318,8 +318,8 @@ class Run:
                 row.update(self.learning_rates())
                 self.epoch_seconds.append(time.perf_counter() - started)
                 if not math.isfinite(row["train_loss"]):
-                    raise RunFailed(f"the training loss became {row['train_loss']} in epoch {epoch}; "
-                                    f"the last good checkpoint is {self.run_dir.checkpoints / 'last.pt'}")
+                    raise RunFailed(f"the training loss became {row['train_loss']} in epoch {epoch}. "
+                                    + _last_good(self))
                 state.metrics = row
                 state.history.append(row)
                 self.step_schedulers("epoch", row)
@@ -459,6 +459,13 @@ class Run:
         self.reporter.epoch_end(row)
 
 
+def _last_good(run: Run) -> str:
+    last = run.run_dir.checkpoints / "last.pt"
+    if not last.exists():
+        return "No checkpoint was written yet."
+    return f"Last good checkpoint: {last}; continue with: tk train SPEC --resume {run.run_dir.path}"
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C, so both keep the last good checkpoint."""
@@ -500,10 +507,7 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
         with sigterm_as_interrupt():
             return run.fit(start)
     except KeyboardInterrupt:
-        last = run.run_dir.checkpoints / "last.pt"
-        message = f"interrupted; resume with: tk train SPEC --resume {run.run_dir.path}"
-        if not last.exists():
-            message = "interrupted before the first checkpoint was written"
+        message = "interrupted. " + _last_good(run)
         run.run_dir.log(message)
         raise RunInterrupted(message) from None
     except RunFailed as exc:
@@ -514,4 +518,4 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
     except Exception as exc:
         run.run_dir.log(f"failed: {type(exc).__name__}: {exc}")
         raise RunFailed(f"the run failed in epoch {run.state.epoch}: {type(exc).__name__}: {exc}. "
-                        f"Last good checkpoint: {run.run_dir.checkpoints / 'last.pt'}") from exc
+                        + _last_good(run)) from exc

@@ -51,7 +51,7 @@ class RichReporter(Reporter):
     def __init__(self, console: Any = None) -> None:
         from rich.console import Console
 
-        self.console = console or Console()
+        self.console = console or Console(highlight=False)
         self.progress_bar: Any = None
         self.columns: list[str] = []
 
@@ -68,7 +68,7 @@ class RichReporter(Reporter):
         self.task = self.progress_bar.add_task("train", total=batches, epoch=first_epoch, epochs=epochs, loss="-")
 
     def epoch_start(self, epoch: int) -> None:
-        self.progress_bar.reset(self.task, total=self.batches, epoch=epoch, loss="-")
+        self.progress_bar.reset(self.task, total=self.batches, epoch=epoch, epochs=self.epochs, loss="-")
 
     def progress(self, batches_done: int, loss: float) -> None:
         self.progress_bar.update(self.task, completed=batches_done, loss=f"{loss:.4f}")

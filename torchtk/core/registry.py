@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import json
 import re
 from typing import Any
 
@@ -171,17 +172,16 @@ class Registry:
         """Everything ``tk show`` displays, as plain data."""
         component = self.resolve(kind, name)
         model = component.params_model
+        properties = model.model_json_schema().get("properties", {})
         params = []
         for field_name, field in model.model_fields.items():
-            schema = model.model_json_schema()["properties"].get(field_name, {})
-            bounds = {k: schema[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                             "enum", "minItems", "maxItems") if k in schema}
+            schema = properties.get(field_name, {})
             params.append({
                 "name": field_name,
-                "type": _type_name(field.annotation),
+                "type": _schema_type(schema),
                 "required": field.is_required(),
                 "default": None if field.is_required() else _jsonable(field.get_default(call_default_factory=True)),
-                "bounds": bounds,
+                "bounds": _bounds(schema),
                 "description": field.description or "",
             })
         return {
@@ -224,10 +224,29 @@ class Registry:
         return built
 
 
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation)
-    return text.replace("typing.", "").replace("NoneType", "None")
+_BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
+               "minLength", "maxLength", "pattern")
+
+
+def _schema_type(schema: dict[str, Any]) -> str:
+    """A JSON-flavoured type name: ``number``, ``array[integer]``, ``"mean" | "sum"``, ``number | null``."""
+    if "anyOf" in schema:
+        return " | ".join(_schema_type(option) for option in schema["anyOf"])
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type", "any")
+    if kind == "array" and "items" in schema:
+        return f"array[{_schema_type(schema['items'])}]"
+    return kind
+
+
+def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
+    found = {k: schema[k] for k in _BOUND_KEYS if k in schema}
+    for option in schema.get("anyOf", ()):
+        found.update(_bounds(option))
+    return found
 
 
 def _jsonable(value: Any) -> Any:

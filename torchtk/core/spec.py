@@ -85,6 +85,7 @@ class RunSpec(_Strict):
     """A whole training run."""
 
     name: str = Field("run", pattern=r"^[\w.-]+$", description="Run name, used in the run directory's name.")
+    description: str = Field("", description="What this run is for (shown by tk examples).")
     seed: int = Field(0, ge=0, description="Seed for initialisation, splitting and shuffling.")
     model: ComponentRef
     data: DataSpec
