@@ -12,7 +12,6 @@ import traceback
 import warnings
 from typing import Any, List, Optional
 
-import click
 import typer
 
 from torchtk.core.errors import TorchtkError, UserInputError
@@ -252,14 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="tk", standalone_mode=False)
         code = 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         code = 130
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
     except TorchtkError as exc:
         if _options["debug"]:
             traceback.print_exc()
@@ -268,11 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except Exception as exc:  # a bug: say so briefly, --debug for the traceback
-        if _options["debug"]:
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # the parser's usage errors
+            exc.show()
+            code = exc.exit_code
+        elif _options["debug"]:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-        code = 1
+        else:  # a bug: say so briefly, --debug for the traceback
+            print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+            code = 1
     sys.exit(code)
 
 

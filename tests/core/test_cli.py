@@ -1,0 +1,171 @@
+"""Every tk command, its exit codes, and that bad input never shows a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def assert_clean_error(result, *fragments):
+    assert result.exit_code == 2, result
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_list_without_kind_counts_components_per_kind(tk):
+    result = tk("list", "--json")
+    assert result.exit_code == 0
+    counts = result.json()
+    assert counts["loss"] >= 3 and counts["optimizer"] >= 3 and set(counts) >= {"loss", "scheduler", "freeze"}
+
+
+def test_list_losses_shows_summary_and_plugin(tk):
+    result = tk("list", "losses")
+    assert result.exit_code == 0
+    assert "focal" in result.stdout and "losses.classification" in result.stdout
+    rows = tk("list", "loss", "--json").json()
+    focal = next(r for r in rows if r["name"] == "focal")
+    assert focal["plugin"] == "torchtk.plugins.losses.classification" and focal["summary"]
+
+
+def test_list_filters_by_wildcard(tk):
+    rows = tk("list", "losses", "--filter", "l*_regularization", "--json").json()
+    assert [r["name"] for r in rows] == ["l1_regularization", "l2_regularization"]
+
+
+def test_show_lists_every_param(tk):
+    result = tk("show", "loss", "focal")
+    assert result.exit_code == 0
+    for text in ("alpha", "gamma", "from_logits", "minimum=0", "torchtk.plugins.losses.classification"):
+        assert text in result.stdout
+    assert tk("show", "losses", "focal", "--json").json()["name"] == "focal"
+
+
+def test_show_unknown_name_suggests_and_exits_2(tk):
+    assert_clean_error(tk("show", "loss", "facal"), "Did you mean 'focal'?", "tk list losses")
+
+
+def test_unknown_kind_exits_2(tk):
+    assert_clean_error(tk("list", "lossez"), "valid kinds")
+
+
+def test_plugins_lists_builtins_with_distribution(tk):
+    result = tk("plugins", "--json")
+    assert result.exit_code == 0
+    plugins = {p["name"]: p for p in result.json()["plugins"]}
+    losses = plugins["torchtk.plugins.losses.classification"]
+    assert losses["builtin"] and losses["distribution"] == "torchtk" and losses["status"] == "ok"
+    assert losses["provides"]["loss"] >= 1
+    assert "ok" in tk("plugins").stdout
+
+
+def test_validate_prints_the_resolved_spec(tk, spec_file):
+    result = tk("validate", spec_file(), "--set", "trainer.epochs=5")
+    assert result.exit_code == 0
+    resolved = result.json()
+    assert resolved["trainer"]["epochs"] == 5
+    assert resolved["loss"][0]["params"]["from_logits"] is True
+    assert "valid" in result.stderr
+
+
+def test_validate_invalid_param_names_path(tk, spec_file, small_spec):
+    small_spec["loss"][0]["params"]["gamma"] = -1
+    assert_clean_error(tk("validate", spec_file(small_spec)), "loss[0].params.gamma", "greater than or equal to 0")
+
+
+def test_validate_unknown_key(tk, spec_file, small_spec):
+    small_spec["trainer"]["epochz"] = 1
+    assert_clean_error(tk("validate", spec_file(small_spec)), "trainer.epochz", "unknown key")
+
+
+def test_validate_malformed_json(tk, spec_file):
+    assert_clean_error(tk("validate", spec_file(text='{"name": }')), "spec.json:1:10: malformed JSON")
+
+
+def test_validate_missing_file(tk, tmp_path):
+    assert_clean_error(tk("validate", tmp_path / "missing.json"), "no such spec file")
+
+
+def test_validate_bad_set_path_and_type(tk, spec_file):
+    path = spec_file()
+    assert_clean_error(tk("validate", path, "--set", "trainer.epochz=3"), "--set trainer.epochz=3", "no such setting")
+    assert_clean_error(tk("validate", path, "--set", "trainer.epochs=abc"), "--set trainer.epochs=abc",
+                       "valid integer")
+    assert_clean_error(tk("validate", path, "--set", "trainer.epochs"), "expected key.path=value")
+
+
+def test_unknown_component_in_spec(tk, spec_file, small_spec):
+    small_spec["optimizer"]["name"] = "adma"
+    assert_clean_error(tk("validate", spec_file(small_spec)), "optimizer.name", "Did you mean 'adam'")
+
+
+def test_bad_cli_usage_exits_2(tk):
+    result = tk("train")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tk, tmp_path):
+    result = tk("--debug", "validate", tmp_path / "missing.json")
+    assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_schema_is_json_schema_with_component_params(tk):
+    result = tk("schema")
+    assert result.exit_code == 0
+    schema = result.json()
+    assert schema["type"] == "object" and "loss" in schema["properties"]
+    names = [c["properties"]["name"]["enum"][0] for c in schema["properties"]["loss"]["x-torchtk-components"]]
+    assert "focal" in names
+
+
+def test_examples_lists_rings(tk):
+    result = tk("examples", "--json")
+    assert result.exit_code == 0 and "rings" in result.json()
+    assert "tk train rings" in tk("examples").stdout
+
+
+def test_train_json_reports_run_dir_and_metrics(tk, spec_file):
+    result = tk("train", spec_file(), "--json", "--set", "trainer.epochs=2")
+    assert result.exit_code == 0, result.stderr
+    summary = result.json()
+    assert summary["epochs_run"] == 2 and "val_accuracy" in summary["best"]
+
+
+def test_train_plain_output_has_a_line_per_epoch(tk, spec_file):
+    result = tk("train", spec_file(), "--set", "trainer.epochs=2")
+    assert result.exit_code == 0
+    assert "epoch 1/2" in result.stdout and "epoch 2/2" in result.stdout and "best val_loss" in result.stdout
+
+
+def test_train_nan_loss_exits_1(tk, spec_file, small_spec):
+    small_spec["optimizer"]["params"]["lr"] = 1e30
+    small_spec["callbacks"] = []
+    result = tk("train", spec_file(small_spec), "--set", "trainer.epochs=3")
+    assert result.exit_code == 1
+    assert "became nan" in result.stderr.lower() or "became inf" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "losses"], ["plugins"], ["show", "loss", "focal"]])
+def test_listing_commands_do_not_import_torch(args):
+    code = (
+        "import sys\n"
+        "from torchtk.core.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules)))\n"
+    ).replace("import sys", "import sys, json")
+    assert json.loads(run_python(code).splitlines()[-1]) == []
+
+
+def test_python_m_torchtk_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "torchtk", "list", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0 and "loss" in json.loads(result.stdout)

@@ -1,0 +1,249 @@
+"""The registry: listing, describing, building, provenance, conflicts, broken plugins."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import types
+
+import pytest
+
+import torchtk
+from torchtk import Component, Params, hookimpl
+from torchtk.core.errors import AmbiguousComponentError, BrokenPluginError, UnknownComponentError, UserInputError
+from torchtk.core.plugins import PluginHost
+from torchtk.core.registry import Registry
+from torchtk.testing import check_plugin, registry_with
+
+
+def make_loss_plugin(name: str, loss_name: str, *, replaces: bool = False, value: float = 1.0):
+    """A tiny third-party-style plugin providing one loss that returns a constant."""
+    module = types.ModuleType(name)
+
+    class ConstantParams(Params):
+        """A constant loss, for tests."""
+
+    @hookimpl
+    def register_components(register):
+        register(Component("loss", loss_name, "A constant loss.", params=ConstantParams, replaces=replaces))
+
+    @hookimpl
+    def make_loss(name, params):
+        return lambda output, target: value
+
+    module.register_components = register_components
+    module.make_loss = make_loss
+    return module
+
+
+def test_names_lists_builtins_sorted():
+    names = torchtk.registry.names("loss")
+    assert {"focal", "bce_with_logits", "l2_regularization"} <= set(names)
+    assert names == sorted(names)
+
+
+def test_names_filters_with_wildcards_and_accepts_plural_kind():
+    assert torchtk.registry.names("losses", "l*_regularization") == ["l1_regularization", "l2_regularization"]
+
+
+def test_create_validates_params_and_passes_run_objects():
+    import torch
+
+    focal = torchtk.registry.create("loss", "focal", alpha=0.25, gamma=2.0)
+    assert torch.isfinite(focal(torch.zeros(4, 1), torch.ones(4, 1)))
+    model = torch.nn.Linear(2, 1)
+    opt = torchtk.registry.create("optimizer", "sgd", parameters=model.parameters(), lr=0.1)
+    sched = torchtk.registry.create("scheduler", "step", optimizer=opt, step_size=30, gamma=0.1)
+    assert isinstance(sched, torch.optim.lr_scheduler.StepLR)
+    penalty = torchtk.registry.create("loss", "l2_regularization", model=model, alpha=1.0)
+    assert torch.allclose(penalty(None, None), model.weight.pow(2).sum())
+
+
+def test_create_rejects_bad_params():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="gamma"):
+        torchtk.registry.create("loss", "focal", gamma=-1.0)
+
+
+def test_aliases_resolve_to_the_canonical_component():
+    assert torchtk.registry.resolve("loss", "l2_penalty").name == "l2_regularization"
+    assert "l2_penalty" in torchtk.registry.describe("loss", "l2_regularization")["aliases"]
+
+
+def test_describe_gives_types_defaults_bounds_descriptions_and_provenance():
+    info = torchtk.registry.describe("loss", "focal")
+    gamma = next(p for p in info["params"] if p["name"] == "gamma")
+    assert gamma == {"name": "gamma", "type": "number", "required": False, "default": 2.0,
+                     "bounds": {"minimum": 0.0}, "description": gamma["description"]}
+    assert gamma["description"]
+    assert info["plugin"] == "torchtk.plugins.losses.classification"
+    assert info["distribution"] == "torchtk"
+
+
+def test_unknown_name_suggests_close_names_and_the_list_command():
+    with pytest.raises(UnknownComponentError, match=r"Did you mean 'focal'\?.*tk list losses"):
+        torchtk.registry.resolve("loss", "facal")
+
+
+def test_unknown_kind_is_user_error():
+    with pytest.raises(UserInputError, match="valid kinds"):
+        torchtk.registry.names("lossez")
+
+
+def test_third_party_plugin_is_listed_with_provenance():
+    registry = registry_with(make_loss_plugin("torchtk_const", "constant"))
+    component = registry.resolve("loss", "constant")
+    assert component.plugin == "torchtk_const"
+    assert registry.create("loss", "constant")(None, None) == 1.0
+
+
+def test_two_providers_of_one_name_are_a_conflict_naming_both():
+    registry = registry_with(make_loss_plugin("plugin_a", "shared"), make_loss_plugin("plugin_b", "shared", value=2.0))
+    assert [(k, n) for k, n, _ in registry.conflicts()] == [("loss", "shared")]
+    with pytest.raises(AmbiguousComponentError, match="plugin_a.*plugin_b"):
+        registry.resolve("loss", "shared")
+    # an explicit choice resolves it
+    assert registry.create("loss", "plugin_b::shared")(None, None) == 2.0
+
+
+def test_shadowing_a_builtin_is_a_conflict_unless_declared():
+    silent = registry_with(make_loss_plugin("shadow", "focal"))
+    with pytest.raises(AmbiguousComponentError, match="torchtk.plugins.losses.classification.*shadow"):
+        silent.resolve("loss", "focal")
+    explicit = registry_with(make_loss_plugin("replacement", "focal", replaces=True, value=3.0))
+    assert explicit.conflicts() == []
+    assert explicit.create("loss", "focal")(None, None) == 3.0
+
+
+def test_registration_order_never_decides_the_provider():
+    a, b = make_loss_plugin("first", "dup"), make_loss_plugin("second", "dup")
+    for registry in (registry_with(a, b), registry_with(b, a)):
+        with pytest.raises(AmbiguousComponentError):
+            registry.resolve("loss", "dup")
+
+
+def test_plugin_with_misspelled_hook_is_broken_not_fatal():
+    module = types.ModuleType("typo_plugin")
+
+    @hookimpl
+    def make_los(name, params):  # typo
+        return None
+
+    module.make_los = make_los
+    with pytest.warns(UserWarning, match="did you mean 'make_loss'"):
+        registry = registry_with(module)
+    assert registry.host.plugins["typo_plugin"].broken
+    assert "focal" in registry.names("loss")
+
+
+def test_plugin_whose_catalog_raises_is_broken_not_fatal():
+    module = types.ModuleType("raising_catalog")
+
+    @hookimpl
+    def register_components(register):
+        raise RuntimeError("cannot find my weights")
+
+    module.register_components = register_components
+    registry = registry_with(module)
+    with pytest.warns(UserWarning, match="cannot find my weights"):
+        names = registry.names("loss")
+    assert "focal" in names
+    assert registry.host.plugins["raising_catalog"].reason == "RuntimeError: cannot find my weights"
+
+
+@pytest.fixture
+def installed_plugins(tmp_path, monkeypatch):
+    """Install fake distributions with ``torchtk`` entry points on sys.path."""
+
+    def install(dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None):
+        info = tmp_path / f"{dist}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[torchtk]\n{lines}\n")
+        for name, source in (modules or {}).items():
+            (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+
+    yield install
+    for name in [m for m in sys.modules if m.startswith("torchtk_fake")]:
+        del sys.modules[name]
+
+
+GOOD_PLUGIN = """
+    from torchtk import Component, Params, hookimpl
+
+    class P(Params):
+        '''Constant.'''
+
+    @hookimpl
+    def register_components(register):
+        register(Component("loss", "fake_loss", "A fake loss.", params=P))
+
+    @hookimpl
+    def make_loss(name, params):
+        return lambda output, target: 0.0
+"""
+
+
+def test_entry_point_plugin_is_loaded_with_distribution_and_version(installed_plugins):
+    installed_plugins("torchtk-fake", {"fake": "torchtk_fake_good"}, {"torchtk_fake_good": GOOD_PLUGIN})
+    registry = Registry(PluginHost())
+    component = registry.resolve("loss", "fake_loss")
+    assert (component.plugin, component.distribution, component.version) == ("fake", "torchtk-fake", "1.2.3")
+
+
+def test_entry_point_that_fails_to_import_is_reported_and_chained(installed_plugins):
+    installed_plugins("torchtk-broken", {"broken": "torchtk_fake_missing_module"})
+    with pytest.warns(UserWarning, match="'broken' failed to load"):
+        registry = Registry(PluginHost())
+    info = registry.host.plugins["broken"]
+    assert info.broken and "ModuleNotFoundError" in info.reason
+    assert "focal" in registry.names("loss")  # everything else keeps working
+    with pytest.raises(BrokenPluginError, match="broken") as raised:
+        registry.resolve("loss", "whatever_it_provided")
+    assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(installed_plugins, monkeypatch):
+    installed_plugins("torchtk-broken", {"broken": "torchtk_fake_missing_module"})
+    monkeypatch.setenv("TORCHTK_STRICT_PLUGINS", "1")
+    with pytest.raises(BrokenPluginError, match="TORCHTK_STRICT_PLUGINS"):
+        PluginHost()
+
+
+def test_disable_and_load_switches_select_third_party_plugins(installed_plugins, monkeypatch):
+    installed_plugins("torchtk-fake", {"fake": "torchtk_fake_good"}, {"torchtk_fake_good": GOOD_PLUGIN})
+    monkeypatch.setenv("TORCHTK_DISABLE_PLUGINS", "fake")
+    assert "fake" not in PluginHost().plugins
+    monkeypatch.setenv("TORCHTK_DISABLE_PLUGINS", "")
+    monkeypatch.setenv("TORCHTK_LOAD_PLUGINS", "other")
+    assert "fake" not in PluginHost().plugins
+    monkeypatch.setenv("TORCHTK_LOAD_PLUGINS", "fake")
+    assert "fake" in PluginHost().plugins
+
+
+def test_same_distribution_found_twice_registers_once(installed_plugins, tmp_path, monkeypatch):
+    installed_plugins("torchtk-fake", {"fake": "torchtk_fake_good"}, {"torchtk_fake_good": GOOD_PLUGIN})
+    monkeypatch.syspath_prepend(str(tmp_path))  # the same path twice on sys.path
+    registry = Registry(PluginHost())
+    assert [n for n in registry.host.plugins if "fake" in n] == ["fake"]
+    assert registry.conflicts() == []
+
+
+def test_builtin_plugins_conform():
+    registry = torchtk.registry
+    for name, info in registry.host.plugins.items():
+        if info.builtin:
+            assert check_plugin(registry, name) == [], name
+
+
+def test_importing_torchtk_registers_nothing():
+    import torchtk.core.registry as registry_module
+
+    registry_module.set_registry(None)
+    import importlib
+
+    importlib.reload(torchtk)
+    assert registry_module._default is None

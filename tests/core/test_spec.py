@@ -1,0 +1,146 @@
+"""The run spec: strict validation with spec paths, shorthands, YAML, --set overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+import torchtk
+from torchtk.core.errors import SpecError, UserInputError
+from torchtk.core.spec import RunSpec, apply_override, load_spec
+
+
+def problems(spec, overrides=None):
+    with pytest.raises(SpecError) as raised:
+        load_spec(spec, overrides=overrides)
+    return dict(raised.value.problems)
+
+
+def test_the_contract_example_validates(small_spec):
+    spec = torchtk.load_spec(small_spec)
+    assert isinstance(spec, RunSpec)
+    assert [term.name for term in spec.loss] == ["focal", "l2_regularization"]
+    # params are completed with their defaults, so the saved spec is explicit
+    assert spec.loss[0].params == {"alpha": 0.75, "gamma": 2.0, "from_logits": True, "reduction": "mean"}
+
+
+def test_bare_strings_and_single_components_are_shorthands(small_spec):
+    small_spec["loss"] = "bce_with_logits"
+    small_spec["metrics"] = ["acc"]
+    spec = load_spec(small_spec)
+    assert spec.loss[0].name == "bce_with_logits" and spec.loss[0].weight == 1.0
+    assert spec.metrics[0].name == "accuracy"  # alias resolved
+    assert [s.name for s in spec.scheduler] == ["step"]
+
+
+def test_invalid_param_names_its_spec_path_and_bound(small_spec):
+    small_spec["loss"][0]["params"]["gamma"] = -1
+    found = problems(small_spec)
+    assert "greater than or equal to 0" in found["loss[0].params.gamma"]
+
+
+def test_unknown_keys_are_errors_everywhere(small_spec):
+    small_spec["trainer"]["epochz"] = 3
+    small_spec["loss"][0]["params"]["gama"] = 2
+    small_spec["extra"] = 1
+    found = problems(small_spec)
+    assert found["trainer.epochz"].startswith("unknown key 'epochz'; valid keys: epochs,")
+    assert "extra" in found
+
+
+def test_unknown_param_key_lists_valid_params(small_spec):
+    small_spec["loss"][0]["params"]["gama"] = 2
+    found = problems(small_spec)
+    assert found["loss[0].params.gama"].startswith("unknown key 'gama'; valid keys: alpha, gamma")
+
+
+def test_strings_are_not_coerced_to_numbers(small_spec):
+    small_spec["optimizer"]["params"]["lr"] = "0.01"
+    small_spec["trainer"]["epochs"] = "3"
+    assert "valid integer" in problems(small_spec)["trainer.epochs"]
+    small_spec["trainer"]["epochs"] = 3
+    assert "valid number" in problems(small_spec)["optimizer.params.lr"]
+
+
+def test_unknown_component_gets_did_you_mean(small_spec):
+    small_spec["loss"][0]["name"] = "facal"
+    message = problems(small_spec)["loss[0].name"]
+    assert "Did you mean 'focal'?" in message and "tk list losses" in message
+
+
+def test_missing_required_param(small_spec):
+    del small_spec["model"]["params"]["in_features"]
+    assert problems(small_spec)["model.params.in_features"] == "required, but missing"
+
+
+def test_yaml_specs_are_accepted(small_spec, spec_file):
+    import yaml
+
+    path = spec_file(name="spec.yaml", text=yaml.safe_dump(small_spec))
+    assert load_spec(path).name == "rings-small"
+
+
+def test_malformed_json_reports_file_line_and_column(spec_file):
+    path = spec_file(text='{\n  "name": "x",\n  "seed": 0,,\n}')
+    with pytest.raises(UserInputError, match=r"spec.json:3:13: malformed JSON"):
+        load_spec(path)
+
+
+def test_malformed_yaml_reports_file_line_and_column(spec_file):
+    path = spec_file(name="bad.yaml", text="name: x\nmodel: [unclosed\n")
+    with pytest.raises(UserInputError, match=r"bad.yaml:\d+:\d+: malformed YAML"):
+        load_spec(path)
+
+
+def test_missing_spec_file_names_the_bundled_examples(tmp_path):
+    with pytest.raises(UserInputError, match=r"no such spec file or bundled example.*rings"):
+        load_spec(tmp_path / "nope.json")
+
+
+def test_bundled_example_by_name():
+    assert load_spec("rings").name == "rings"
+
+
+def test_overrides_are_typed_by_the_schema(small_spec):
+    spec = load_spec(small_spec, overrides=["optimizer.params.lr=0.05", "trainer.epochs=7", "trainer.device=cpu",
+                                            "loss[0].params.gamma=1.5", "data.val_split=0.5"])
+    assert spec.optimizer.params["lr"] == 0.05
+    assert spec.trainer.epochs == 7 and spec.trainer.device == "cpu"
+    assert spec.loss[0].params["gamma"] == 1.5
+    assert spec.data.val_split == 0.5
+
+
+def test_override_of_a_shorthand_component_expands_it(small_spec):
+    small_spec["optimizer"] = "sgd"
+    spec = load_spec(small_spec, overrides=["optimizer.params.momentum=0.9"])
+    assert spec.optimizer.params["momentum"] == 0.9
+
+
+def test_override_with_an_unknown_path_is_named(small_spec):
+    found = problems(small_spec, ["trainer.epochz=3"])
+    (path, message), = found.items()
+    assert path == "--set trainer.epochz=3: trainer.epochz"
+    assert message.startswith("no such setting; valid keys: epochs")
+
+
+def test_override_with_a_wrong_type_is_named(small_spec):
+    found = problems(small_spec, ["trainer.epochs=abc"])
+    assert "valid integer" in found["--set trainer.epochs=abc: trainer.epochs"]
+
+
+def test_override_into_a_missing_list_index_fails(small_spec):
+    with pytest.raises(UserInputError, match=r"loss\[5\] does not exist"):
+        load_spec(small_spec, overrides=["loss[5].weight=2"])
+
+
+def test_override_needs_an_equals_sign():
+    with pytest.raises(UserInputError, match="expected key.path=value"):
+        apply_override({}, "trainer.epochs")
+
+
+def test_schema_includes_every_component_and_its_params():
+    from torchtk.core.spec import run_spec_schema
+
+    schema = run_spec_schema()
+    losses = schema["properties"]["loss"]["x-torchtk-components"]
+    focal = next(c for c in losses if c["properties"]["name"]["enum"][0] == "focal")
+    assert "gamma" in focal["properties"]["params"]["properties"]
