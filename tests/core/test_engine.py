@@ -1,0 +1,244 @@
+"""The engine end to end: outputs, determinism, resume, callbacks, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import types
+
+import pytest
+import torch
+
+import torchtk
+from torchtk import Component, NoParams, Params, hookimpl
+from torchtk.core.engine import RunInterrupted
+from torchtk.core.errors import RunFailed, UserInputError
+from torchtk.testing import registry_with
+
+
+def read_history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_bundled_rings_example_reaches_95_percent_and_writes_every_output(tmp_path):
+    result = torchtk.train("rings", overrides=[f"trainer.output_dir={tmp_path}"])
+    assert result.best["val_accuracy"] >= 0.95
+    assert result.last["val_accuracy"] >= 0.95
+    run_dir = result.run_dir
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("rings-")
+    for name in ("spec.json", "train.log", "history.csv", "metrics.json", "curves.png",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run_dir / name).is_file(), name
+    assert len(read_history(run_dir)) == len(result.history)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best"]["val_accuracy"] == result.best["val_accuracy"]
+    assert json.loads((run_dir / "spec.json").read_text())["name"] == "rings"
+    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_history_has_per_term_losses_metrics_and_lr(small_spec):
+    result = torchtk.train(small_spec)
+    columns = list(read_history(result.run_dir)[0])
+    assert columns == ["epoch", "train_loss", "train_loss/focal", "train_loss/l2_regularization", "val_loss",
+                       "val_loss/focal", "val_loss/l2_regularization", "val_accuracy", "lr"]
+    row = result.history[0]
+    assert row["train_loss"] == pytest.approx(row["train_loss/focal"] + row["train_loss/l2_regularization"])
+    # lr is the rate used during each epoch: StepLR(step_size=2, gamma=0.5) decays after epoch 2
+    assert [r["lr"] for r in result.history] == [0.01, 0.01, 0.005]
+
+
+def test_same_spec_and_seed_give_the_same_history_bit_for_bit(small_spec):
+    first = torchtk.train(small_spec)
+    second = torchtk.train(small_spec)
+    assert (first.run_dir / "history.csv").read_bytes() == (second.run_dir / "history.csv").read_bytes()
+    small_spec["seed"] = 1
+    assert torchtk.train(small_spec).history != first.history
+
+
+def test_checkpoints_load_with_weights_only(small_spec):
+    run_dir = torchtk.train(small_spec).run_dir
+    for name in ("last.pt", "best.pt"):
+        payload = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        assert set(payload) >= {"model", "optimizer", "schedulers", "epoch", "rng"}
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def final_weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(small_spec):
+    small_spec["model"]["params"]["dropout"] = 0.1  # the resumed run must restore the RNG too
+    straight = torchtk.train(small_spec, overrides=["trainer.epochs=4"])
+    partial = torchtk.train(small_spec, overrides=["trainer.epochs=2"])
+    resumed = torchtk.train(small_spec, overrides=["trainer.epochs=4"], resume=partial.run_dir)
+    assert resumed.run_dir == partial.run_dir
+    assert resumed.history == straight.history
+    for key, tensor in final_weights(straight.run_dir).items():
+        assert torch.equal(tensor, final_weights(resumed.run_dir)[key]), key
+
+
+def test_resume_from_a_directory_without_checkpoint_is_user_error(small_spec, tmp_path):
+    with pytest.raises(UserInputError, match="no checkpoints/last.pt"):
+        torchtk.train(small_spec, resume=tmp_path)
+
+
+class Recorder:
+    """A callback that records which hooks ran, in which order."""
+
+    def __init__(self, label, log):
+        self.label, self.log = label, log
+
+    @hookimpl
+    def on_fit_start(self, state):
+        self.log.append((self.label, "fit_start"))
+
+    @hookimpl
+    def on_step(self, state):
+        self.log.append((self.label, "step"))
+        self.grad_norm = torch.nn.utils.get_total_norm([p.grad for p in state.model.parameters()])
+
+    @hookimpl
+    def on_epoch_end(self, state):
+        self.log.append((self.label, "epoch_end"))
+
+    @hookimpl
+    def on_fit_end(self, state):
+        self.log.append((self.label, "fit_end"))
+
+
+class LabelParams(Params):
+    """Which recorder."""
+
+    label: str = "a"
+
+
+def recorder_plugin(log, interrupt_at_epoch=None):
+    module = types.ModuleType("recorder_plugin")
+
+    @hookimpl
+    def register_components(register):
+        register(Component("callback", "recorder", "Records hook calls.", params=LabelParams))
+        register(Component("callback", "interrupt", "Raises KeyboardInterrupt.", params=NoParams))
+
+    @hookimpl
+    def make_callback(name, params):
+        if name == "interrupt":
+            class Interrupt:
+                @hookimpl
+                def on_epoch_end(self, state):
+                    if state.epoch == interrupt_at_epoch:
+                        raise KeyboardInterrupt
+            return Interrupt()
+        recorder = Recorder(params.label, log)
+        module.recorders.append(recorder)
+        return recorder
+
+    @hookimpl
+    def on_step(state):  # a module-level hook: never called unless the spec asks for the plugin's callback
+        log.append(("module", "step"))
+
+    module.register_components, module.make_callback, module.on_step = register_components, make_callback, on_step
+    module.recorders = []
+    return module
+
+
+def test_callbacks_run_in_spec_order_and_only_when_listed(small_spec):
+    log = []
+    registry = registry_with(recorder_plugin(log))
+    small_spec["trainer"]["epochs"] = 1
+    torchtk.train(small_spec, registry=registry)
+    assert log == []  # installed, not listed: no effect
+    small_spec["callbacks"] = [{"name": "recorder", "params": {"label": "b"}},
+                               {"name": "recorder", "params": {"label": "a"}}]
+    torchtk.train(small_spec, registry=registry)
+    assert log[:2] == [("b", "fit_start"), ("a", "fit_start")]
+    assert log[2:4] == [("b", "step"), ("a", "step")]
+    assert log[-4:] == [("b", "epoch_end"), ("a", "epoch_end"), ("b", "fit_end"), ("a", "fit_end")]
+    assert ("module", "step") not in log
+
+
+def test_grad_clip_bounds_the_gradient_norm_seen_by_later_callbacks(small_spec):
+    log = []
+    plugin = recorder_plugin(log)
+    small_spec["optimizer"]["params"]["lr"] = 0.001
+    small_spec["callbacks"] = [{"name": "grad_clip", "params": {"max_norm": 1e-3}}, "recorder"]
+    small_spec["trainer"]["epochs"] = 1
+    torchtk.train(small_spec, registry=registry_with(plugin))
+    assert plugin.recorders[0].grad_norm <= 1e-3 * 1.0001
+
+
+def test_interrupted_run_keeps_its_last_checkpoint_and_resumes_identically(small_spec):
+    log = []
+    registry = registry_with(recorder_plugin(log, interrupt_at_epoch=2))
+    straight = torchtk.train(small_spec, registry=registry)
+    small_spec["callbacks"].append("interrupt")
+    with pytest.raises(RunInterrupted, match="--resume"):
+        torchtk.train(small_spec, registry=registry)
+    run_dir = sorted((p for p in straight.run_dir.parent.iterdir() if p != straight.run_dir))[-1]
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    small_spec["callbacks"].pop()
+    resumed = torchtk.train(small_spec, registry=registry, resume=run_dir)
+    assert resumed.history == straight.history
+
+
+def test_early_stopping_ends_the_run(small_spec):
+    small_spec["optimizer"]["params"]["lr"] = 1e-6  # nothing improves
+    small_spec["callbacks"] = [{"name": "early_stopping",
+                                "params": {"monitor": "val_accuracy", "patience": 2, "mode": "max"}}]
+    small_spec["trainer"]["epochs"] = 20
+    result = torchtk.train(small_spec)
+    assert result.stopped_early and len(result.history) < 20
+    assert "early stopping" in (result.run_dir / "train.log").read_text()
+
+
+def test_monitor_that_is_not_logged_is_user_error(small_spec):
+    small_spec["data"]["val_split"] = 0
+    with pytest.raises(UserInputError, match="trainer.monitor: 'val_loss' is not logged"):
+        torchtk.train(small_spec)
+    small_spec["trainer"]["monitor"] = "train_loss"
+    assert "val_loss" not in torchtk.train(small_spec).last
+
+
+def test_nan_loss_fails_the_run_with_exit_code_1(small_spec):
+    small_spec["optimizer"]["params"]["lr"] = 1e30
+    small_spec["callbacks"] = []
+    with pytest.raises(RunFailed, match="became") as raised:
+        torchtk.train(small_spec)
+    assert raised.value.exit_code == 1
+
+
+def test_gradient_accumulation_counts_optimizer_updates(small_spec):
+    log = []
+    small_spec["callbacks"] = ["recorder"]
+    small_spec["trainer"].update(epochs=1, accumulate_grad_batches=4)
+    torchtk.train(small_spec, registry=registry_with(recorder_plugin(log)))
+    batches = 12  # 600 training samples / 50
+    assert log.count(("a", "step")) == batches // 4
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_cpu(small_spec, precision):
+    small_spec["precision"] = precision
+    small_spec["trainer"]["epochs"] = 1
+    result = torchtk.train(small_spec)
+    assert result.last["train_loss"] > 0
+
+
+def test_hooks_nobody_configured_are_not_called(small_spec, monkeypatch):
+    from torchtk.core import engine
+
+    calls = []
+    original = engine.Run._run_hooks
+
+    def spy(callbacks):
+        hook = original(callbacks)
+        calls.append(len(hook.on_step.get_hookimpls()))
+        return hook
+
+    monkeypatch.setattr(engine.Run, "_run_hooks", staticmethod(spy))
+    small_spec["callbacks"] = []
+    small_spec["trainer"]["epochs"] = 1
+    torchtk.train(small_spec)
+    assert calls == [0]
