@@ -45,6 +45,17 @@ def _registry() -> Any:
     return get_registry()
 
 
+_PROSE_COLUMNS = {"summary": 24, "description": 24, "provides": 12, "status": 8}
+
+
+def _table(*columns: str, **options: Any) -> Any:
+    """A table where names never wrap or get cut; only prose columns wrap."""
+    from rich.table import Column, Table
+
+    return Table(*(Column(c, ratio=1, min_width=_PROSE_COLUMNS[c]) if c in _PROSE_COLUMNS
+                   else Column(c, no_wrap=True) for c in columns), **options)
+
+
 def _short_provider(component: Any) -> str:
     """``losses.classification`` for a built-in, ``name (dist version)`` for others."""
     if component.distribution == "torchtk":
@@ -69,7 +80,6 @@ def list_components(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List components of a kind with summary and providing plugin."""
-    from rich.table import Table
 
     from torchtk.core.components import KINDS
 
@@ -78,7 +88,7 @@ def list_components(
         counts = {k: len(registry.names(k)) for k in KINDS}
         if as_json:
             return _print_json(counts)
-        table = Table("kind", "components", "list with", box=None)
+        table = _table("kind", "components", "list with", box=None)
         for name, count in counts.items():
             table.add_row(name, str(count), f"tk list {KINDS[name].plural}")
         _console().print(table)
@@ -89,11 +99,11 @@ def list_components(
         return _print_json([{"name": c.name, "aliases": list(c.aliases), "summary": c.summary, "plugin": c.plugin,
                              "distribution": c.distribution, "conflict": (c.kind, c.name) in conflicted}
                             for c in components])
-    table = Table("name", "aliases", "summary", "plugin", box=None)
-    table.columns[2].ratio = 1
+    table = _table("name", "plugin", "summary", box=None)
     for c in components:
         name = c.name + (" (conflict)" if (c.kind, c.name) in conflicted else "")
-        table.add_row(name, ", ".join(c.aliases), c.summary, _short_provider(c))
+        aliases = f" [dim](alias: {', '.join(c.aliases)})[/dim]" if c.aliases else ""
+        table.add_row(name, _short_provider(c), c.summary + aliases)
     _console().print(table)
     return None
 
@@ -105,7 +115,9 @@ def show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one component: summary, every param (type, default, bounds), aliases, plugin."""
-    from rich.table import Table
+
+    from rich.padding import Padding
+    from rich.text import Text
 
     info = _registry().describe(kind, name)
     if as_json:
@@ -125,12 +137,13 @@ def show(
     if not info["params"]:
         console.print("params: none")
         return None
-    table = Table("param", "type", "default", "bounds", "description", title="params", title_justify="left")
+    console.print("[bold]params[/bold]")
     for p in info["params"]:
-        default = "(required)" if p["required"] else json.dumps(p["default"])
-        bounds = ", ".join(f"{k}={v}" for k, v in p["bounds"].items())
-        table.add_row(p["name"], p["type"], default, bounds, p["description"])
-    console.print(table)
+        default = "required" if p["required"] else f"default {json.dumps(p['default'])}"
+        bounds = "".join(f", {k} {v}" for k, v in p["bounds"].items())
+        console.print(f"  [bold]{p['name']}[/bold]: {p['type']} ({default}{bounds})", markup=True, highlight=False)
+        if p["description"]:
+            console.print(Padding(Text(p["description"]), (0, 0, 0, 6)))
     return None
 
 
@@ -139,7 +152,6 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
     """Installed plugins: origin, version, what each provides, and any that failed to load."""
     from collections import Counter
 
-    from rich.table import Table
 
     registry = _registry()
     provided: dict[str, Counter] = {}
@@ -157,11 +169,11 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
                  for k, n, comps in registry.conflicts()]
     if as_json:
         return _print_json({"plugins": rows, "conflicts": conflicts})
-    table = Table("plugin", "distribution", "provides", "status", box=None)
+    table = _table("plugin", "distribution", "status", "provides", box=None)
     for row in rows:
-        dist = f"{row['distribution']} {row['version']}".strip() + ("" if not row["builtin"] else " (built-in)")
+        dist = f"{row['distribution']} {row['version']}".strip()
         provides = ", ".join(f"{n} {k}" for k, n in sorted(row["provides"].items())) or "-"
-        table.add_row(row["name"], dist, provides, row["status"])
+        table.add_row(row["name"].removeprefix("torchtk.plugins."), dist, row["status"], provides)
     console = _console()
     console.print(table)
     for c in conflicts:
@@ -194,7 +206,6 @@ def schema() -> None:
 @app.command("examples")
 def examples(as_json: bool = JSON_OPTION) -> None:
     """Bundled example specs, runnable as `tk train NAME`."""
-    from rich.table import Table
 
     from torchtk.core.spec import bundled_examples
 
@@ -204,7 +215,7 @@ def examples(as_json: bool = JSON_OPTION) -> None:
         found[name] = {"path": str(path), "description": data.get("description", "")}
     if as_json:
         return _print_json(found)
-    table = Table("example", "description", "run with", box=None)
+    table = _table("example", "description", "run with", box=None)
     for name, info in found.items():
         table.add_row(name, info["description"], f"tk train {name}")
     _console().print(table)
@@ -236,6 +247,43 @@ def train(
         return _print_json(summary)
     best_epoch = result.best.get("epoch", "?")
     print(f"best {result.monitor} = {result.best_value:.4f} (epoch {best_epoch}); outputs in {result.run_dir}")
+    return None
+
+
+@app.command("plan")
+def plan(
+    spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
+    overrides: Optional[List[str]] = SET_OPTION,
+    output: str = typer.Option("lr.png", "--output", "-o", metavar="PNG", help="Where to write the lr plot."),
+    as_json: bool = typer.Option(False, "--json", help="Print every update's lr and weight decay as JSON."),
+) -> None:
+    """Show the lr (and weight decay) of every param group at every optimizer update, without training."""
+    from rich.table import Table
+
+    from torchtk.core.plan import compute_plan
+
+    result = compute_plan(spec, overrides=overrides)
+    png = result.write_png(output)
+    if as_json:
+        return _print_json({**result.to_json(), "plot": str(png)})
+    run = result.run
+    console = _console()
+    schedulers = ", ".join(f"{s['label']} (per {s['interval']})" for s in result.schedulers) or "none"
+    console.print(f"[bold]{result.name}[/bold]: {run.epochs} epochs x {run.steps_per_epoch} updates "
+                  f"({run.batches_per_epoch} batches, accumulate {run.accumulate}) = {len(result.updates)} updates; "
+                  f"schedulers: {schedulers}")
+    table = Table("update", "epoch", *(f"lr {g}" for g in result.groups), box=None)
+    for update in result.sample():
+        table.add_row(str(update.update), str(update.epoch), *(f"{lr:.6g}" for lr in update.lr))
+    console.print(table)
+    for index, group in enumerate(result.groups):
+        lrs = result.lrs(index)
+        decay = sorted({u.weight_decay[index] for u in result.updates})
+        console.print(f"{group:>8} {result.sparkline(index)}  {min(lrs):.3g}..{max(lrs):.3g}, "
+                      f"weight decay {', '.join(f'{d:g}' for d in decay)}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"wrote {png}", markup=False)
     return None
 
 
