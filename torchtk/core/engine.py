@@ -155,10 +155,45 @@ class LossSum:
 
 @dataclass
 class Scheduled:
+    """A built scheduler and when the engine steps it.
+
+    ``interval`` is ``"step"`` (after every optimizer update that really happened) or
+    ``"epoch"`` (after validation); a scheduler that ``needs_metric`` gets the logged
+    value ``monitor`` at its step.
+    """
+
     scheduler: Any
     interval: str
     needs_metric: bool
     monitor: str
+
+    def step(self, row: dict[str, float] | None = None) -> None:
+        if self.needs_metric:
+            self.scheduler.step((row or {})[self.monitor])
+        else:
+            self.scheduler.step()
+
+
+def build_schedulers(spec: RunSpec, registry: Registry, build: Any, optimizer: Any, info: RunInfo) -> list[Scheduled]:
+    """The spec's schedulers for ``optimizer``, in the spec's order; all of them step (chained).
+
+    The interval is the ref's ``interval``, else the component's catalog declaration.
+    Whether a metric is needed is the catalog's declaration, unless the built scheduler
+    has a ``needs_metric`` bool attribute (a warmup followed by ``reduce_on_plateau``).
+    """
+    scheduled = []
+    for index, ref in enumerate(spec.scheduler):
+        component = registry.resolve("scheduler", ref.name)
+        scheduler = build("scheduler", ref, optimizer=optimizer, run=info)
+        interval = ref.interval or component.extras.get("interval", "epoch")
+        needs_metric = getattr(scheduler, "needs_metric", None)
+        if not isinstance(needs_metric, bool):
+            needs_metric = bool(component.extras.get("needs_metric"))
+        if needs_metric and interval == "step":
+            raise UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists "
+                                 "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
+        scheduled.append(Scheduled(scheduler, interval, needs_metric, ref.monitor))
+    return scheduled
 
 
 class Run:
@@ -190,12 +225,7 @@ class Run:
         batches = len(self.train_batches)
         self.info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
                             batches_per_epoch=batches, accumulate=accumulate)
-        self.schedulers = []
-        for ref in spec.scheduler:
-            component = registry.resolve("scheduler", ref.name)
-            interval = ref.interval or component.extras.get("interval", "epoch")
-            self.schedulers.append(Scheduled(build("scheduler", ref, optimizer=self.optimizer, run=self.info),
-                                             interval, bool(component.extras.get("needs_metric")), ref.monitor))
+        self.schedulers = build_schedulers(spec, registry, build, self.optimizer, self.info)
         self.callbacks = [build("callback", ref) for ref in spec.callbacks]
         self.metrics = {ref.name.split("::")[-1]: build("metric", ref) for ref in spec.metrics}
         self.hooks = self._run_hooks(self.callbacks)
@@ -435,12 +465,8 @@ class Run:
 
     def step_schedulers(self, interval: str, row: dict[str, float]) -> None:
         for scheduled in self.schedulers:
-            if scheduled.interval != interval:
-                continue
-            if scheduled.needs_metric:
-                scheduled.scheduler.step(row[scheduled.monitor])
-            else:
-                scheduled.scheduler.step()
+            if scheduled.interval == interval:
+                scheduled.step(row)
 
     def end_epoch(self, epoch: int, row: dict[str, float]) -> None:
         trainer = self.spec.trainer

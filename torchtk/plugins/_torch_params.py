@@ -95,3 +95,34 @@ def tensor_kwargs(params: Params, tensor_args: frozenset[str] = frozenset({"weig
         if kwargs[name] is not None:
             kwargs[name] = torch.tensor(kwargs[name], dtype=torch.float32)
     return kwargs
+
+
+def clean_description(text: str) -> str:
+    """An argument's description without the class's trailing example and image."""
+    text = re.split(r"\s(?:Example:|>>>|\.\. )", text, maxsplit=1)[0]
+    return re.sub(r":math:", "", text).strip()
+
+
+def params_for(cls: type, fields: dict[str, tuple[Any, dict[str, Any]]], *, doc: str | None = None) -> type[Params]:
+    """A strict params model for ``cls`` with the types and bounds given in ``fields``.
+
+    ``fields`` maps each exposed constructor argument to ``(annotation, Field kwargs)``;
+    the default comes from the signature (a ``"default"`` key overrides it) and the
+    description from the docstring's ``Args:`` block (a ``"description"`` key overrides
+    it). An argument that is not in the signature is an error, so a torch upgrade that
+    renames one fails loudly instead of silently dropping it.
+    """
+    signature = inspect.signature(cls.__init__).parameters
+    docs = describe_args(inspect.getdoc(cls) or "")
+    built: dict[str, Any] = {}
+    for name, (annotation, options) in fields.items():
+        if name not in signature:
+            raise TypeError(f"{cls.__name__} takes no argument {name!r}")
+        options = dict(options)
+        default = signature[name].default
+        default = options.pop("default", ... if default is inspect.Parameter.empty else default)
+        description = options.pop("description", None) or clean_description(docs.get(name, ""))
+        built[name] = (annotation, Field(default, description=description, **options))
+    model = create_model(f"{cls.__name__}Params", __base__=Params, **built)
+    model.__doc__ = doc or f"{summary_of(cls)}\n\nWraps {cls.__module__}.{cls.__name__}; its documentation has the formula."
+    return model

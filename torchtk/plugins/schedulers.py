@@ -1,27 +1,516 @@
-"""Built-in learning-rate schedulers from ``torch.optim.lr_scheduler``."""
+"""Built-in learning-rate schedulers: every ``torch.optim.lr_scheduler`` class by name,
+the classic ``step_decay``, ``warmup`` before any other scheduler, and composition.
+
+One step unit everywhere: a scheduler is stepped once per epoch or once per optimizer
+update (``"interval"``), never per batch, so gradient accumulation does not shorten a
+schedule. ``lambda`` and ``multiplicative`` take their function as a small arithmetic
+expression in ``epoch`` (checked by :func:`compile_expression`, never ``eval``), or the
+name of a function-style scheduler such as ``step_decay``.
+
+A function-style scheduler is a scheduler component whose catalog entry declares
+``extras={"lr_lambda": "package.module:function"}``, where
+``function(epoch: int, params) -> float`` returns the factor applied to the base lr;
+its plugin builds it with ``LambdaLR(optimizer, lambda epoch: function(epoch, params))``.
+Its name then also works as ``{"name": "lambda", "params": {"lr_lambda": NAME}}``
+(with the function's default params).
+
+Nothing here imports torch at import time: params models derived from torch's
+constructors are built on first use.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import ast
+import functools
+import math
+import operator
+from typing import Any, Callable, Literal, Optional, Union
 
-from torchtk import Component, Params, hookimpl
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from torchtk import Component, Params, TorchtkError, hookimpl
+
+FloatOrList = Union[float, list[float]]
+
+# -- restricted arithmetic expressions -------------------------------------------------------
+
+MAX_EXPRESSION_LENGTH = 300
+
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+FUNCTIONS: dict[str, Callable[..., float]] = {
+    "min": min, "max": max, "abs": abs, "exp": math.exp, "log": math.log, "log10": math.log10,
+    "sqrt": math.sqrt, "cos": math.cos, "sin": math.sin, "floor": math.floor, "ceil": math.ceil,
+}
+CONSTANTS = {"pi": math.pi, "e": math.e}
+VARIABLE = "epoch"
+EXPRESSION_HELP = (f"an expression may use numbers, {VARIABLE}, + - * / // % **, parentheses, "
+                   f"the constants {', '.join(CONSTANTS)} and the functions {', '.join(FUNCTIONS)}")
 
 
-class StepParams(Params):
-    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs (StepLR)."""
+class ExpressionError(ValueError):
+    """An expression that is not allowed, or fails when evaluated."""
 
-    step_size: int = Field(ge=1, description="Epochs between two decays.")
-    gamma: float = Field(0.1, gt=0, description="Multiplicative factor of each decay.")
+
+def compile_expression(text: str) -> Callable[[int], float]:
+    """Compile a restricted arithmetic expression in ``epoch`` into ``f(epoch) -> float``.
+
+    Only numbers, the variable ``epoch``, ``+ - * / // % **``, unary minus, the
+    constants in :data:`CONSTANTS` and the functions in :data:`FUNCTIONS` are allowed;
+    anything else (attributes, names, subscripts, lambdas, comparisons) raises
+    :class:`ExpressionError`. Numbers are floats, so ``10 ** 10 ** 10`` overflows
+    instead of hanging. The result is a closure, never ``eval``.
+    """
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"not a valid expression: {exc.msg} at column {exc.offset}") from None
+    source = text.strip()
+    evaluate = _compile(tree.body, source)
+
+    def lr_lambda(epoch: int) -> float:
+        try:
+            value = evaluate(float(epoch))
+        except (ArithmeticError, ValueError) as exc:
+            raise ExpressionError(f"lr expression {source!r} fails at epoch {epoch}: {exc}") from None
+        if not math.isfinite(value):
+            raise ExpressionError(f"lr expression {source!r} gives {value} at epoch {epoch}")
+        return float(value)
+
+    return lr_lambda
+
+
+def _compile(node: ast.AST, source: str) -> Callable[[float], Any]:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        value = float(node.value)
+        return lambda epoch: value
+    if isinstance(node, ast.Name):
+        if node.id == VARIABLE:
+            return lambda epoch: epoch
+        if node.id in CONSTANTS:
+            value = CONSTANTS[node.id]
+            return lambda epoch: value
+        raise ExpressionError(f"unknown name {node.id!r}; {EXPRESSION_HELP}")
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        op, left, right = _BINARY[type(node.op)], _compile(node.left, source), _compile(node.right, source)
+        return lambda epoch: op(left(epoch), right(epoch))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        op, operand = _UNARY[type(node.op)], _compile(node.operand, source)
+        return lambda epoch: op(operand(epoch))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
+        if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
+            raise ExpressionError(f"{node.func.id}() takes positional arguments only")
+        function, args = FUNCTIONS[node.func.id], [_compile(a, source) for a in node.args]
+        return lambda epoch: function(*(a(epoch) for a in args))
+    snippet = ast.get_source_segment(source, node) or type(node).__name__
+    raise ExpressionError(f"{snippet!r} is not allowed; {EXPRESSION_HELP}")
+
+
+def function_schedulers() -> dict[str, Component]:
+    """Function-style schedulers (catalog entries declaring ``extras["lr_lambda"]``) by name."""
+    import torchtk
+
+    return {c.name: c for c in torchtk.registry.components("scheduler") if c.extras.get("lr_lambda")}
+
+
+def lr_function(text: str) -> Callable[[int], float]:
+    """``f(epoch) -> factor`` for an expression or a function-style scheduler's name."""
+    if text.isidentifier() and text != VARIABLE and text not in CONSTANTS:
+        from torchtk.core.components import load_object
+
+        component = function_schedulers().get(text)
+        if component is not None:
+            function = load_object(component.extras["lr_lambda"])
+            params = component.params_model()
+            return lambda epoch: function(epoch, params)
+    return compile_expression(text)
+
+
+def _check_lr_function(text: str) -> str:
+    if text.isidentifier() and text != VARIABLE and text not in CONSTANTS:
+        named = function_schedulers()
+        if text in named:
+            try:
+                named[text].params_model()
+            except ValidationError:
+                raise ValueError(f"{text!r} has required params; use it as its own scheduler "
+                                 f"{{\"name\": \"{text}\", \"params\": {{...}}}}") from None
+            return text
+        raise ValueError(f"{text!r} is neither an expression nor a function-style scheduler "
+                         f"({', '.join(named) or 'none installed'}); {EXPRESSION_HELP}")
+    try:
+        compile_expression(text)(0)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+class LambdaParams(Params):
+    """Set each group's lr to its initial lr times ``lr_lambda(epoch)`` (LambdaLR).
+
+    ``lr_lambda`` is an arithmetic expression in ``epoch`` such as ``"0.95 ** epoch"`` or
+    ``"min(1, (epoch + 1) / 5)"``, or the name of a function-style scheduler such as
+    ``step_decay``. A list gives one per param group. ``epoch`` counts scheduler steps:
+    optimizer updates when the scheduler's interval is ``"step"``.
+    """
+
+    lr_lambda: Union[str, list[str]] = Field(
+        description="Factor on the initial lr: an expression in epoch (e.g. \"0.95 ** epoch\") or the name of "
+                    "a function-style scheduler; a list gives one per param group.",
+        min_length=1)
+
+    @field_validator("lr_lambda")
+    @classmethod
+    def _valid_functions(cls, value: Union[str, list[str]]) -> Union[str, list[str]]:
+        for text in [value] if isinstance(value, str) else value:
+            _check_lr_function(text)
+        return value
+
+    def functions(self) -> Union[Callable[[int], float], list[Callable[[int], float]]]:
+        if isinstance(self.lr_lambda, str):
+            return lr_function(self.lr_lambda)
+        return [lr_function(text) for text in self.lr_lambda]
+
+
+class MultiplicativeParams(LambdaParams):
+    """Multiply each group's lr by ``lr_lambda(epoch)`` at every step (MultiplicativeLR).
+
+    ``lr_lambda`` is an arithmetic expression in ``epoch`` such as ``"0.95"`` or
+    ``"0.9 if ..."``-free forms like ``"max(0.9, 1 - epoch / 100)"``, or the name of a
+    function-style scheduler. A list gives one per param group.
+    """
+
+
+# -- step_decay: the classic custom scheduler, written as a function ------------------------------
+
+
+class StepDecayParams(Params):
+    """The classic step decay: ``lr = base_lr * factor ** (epoch // every)``.
+
+    A function-style scheduler: :func:`step_decay` gives the factor on the base lr, and
+    LambdaLR applies it. With the defaults the lr drops tenfold at epochs 30, 60, 90.
+    """
+
+    factor: float = Field(0.1, gt=0, description="Multiplier applied at each drop.")
+    every: int = Field(30, ge=1, description="Epochs (scheduler steps) between two drops.")
+
+
+def step_decay(epoch: int, params: StepDecayParams) -> float:
+    """The factor on the base lr at ``epoch``."""
+    return params.factor ** (epoch // params.every)
+
+
+# -- nested scheduler references (sequential, chained, warmup) ------------------------------------
+
+
+def _error_at(loc: tuple[Any, ...], message: str, value: Any) -> ValidationError:
+    return ValidationError.from_exception_data("scheduler", [InitErrorDetails(
+        type=PydanticCustomError("value_error", message), loc=loc, input=value)])
+
+
+class NestedScheduler(Params):
+    """One scheduler inside a composite: ``{"name": ..., "params": {...}}`` or a bare name."""
+
+    name: str = Field(description="Scheduler name, as in the spec's scheduler slot.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The scheduler's params.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _validate_params(self) -> NestedScheduler:
+        import torchtk
+
+        try:
+            component = torchtk.registry.resolve("scheduler", self.name)
+        except TorchtkError as exc:
+            raise _error_at(("name",), str(exc), self.name) from None
+        try:
+            validated = component.params_model.model_validate(self.params)
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data("scheduler", [
+                InitErrorDetails(type=error["type"] if error["type"] != "value_error" else
+                                 PydanticCustomError("value_error", error["msg"]),
+                                 loc=("params", *error["loc"]), input=error["input"],
+                                 **({"ctx": error["ctx"]} if "ctx" in error and error["type"] != "value_error" else {}))
+                for error in exc.errors()]) from None
+        object.__setattr__(self, "params", validated.model_dump(mode="json"))
+        return self
+
+    @property
+    def component(self) -> Component:
+        import torchtk
+
+        return torchtk.registry.resolve("scheduler", self.name)
+
+    def build(self, optimizer: Any, run: Any) -> Any:
+        import torchtk
+
+        component = self.component
+        params = component.params_model.model_validate(self.params)
+        return torchtk.registry.build(component, params, optimizer=optimizer, run=run)
+
+
+def _no_metric_schedulers(refs: list[NestedScheduler], where: str) -> list[NestedScheduler]:
+    for index, ref in enumerate(refs):
+        if ref.component.extras.get("needs_metric"):
+            raise _error_at((index, "name"), f"{ref.name} needs a metric and cannot be inside {where}; "
+                            "use warmup, whose \"then\" may be reduce_on_plateau", ref.name)
+    return refs
+
+
+class SequentialParams(Params):
+    """Run schedulers one after another, switching at the given milestones (SequentialLR).
+
+    ``{"schedulers": [{"name": "linear", "params": {"start_factor": 0.1, "total_iters": 5}},
+    {"name": "cosine_annealing", "params": {"T_max": 45}}], "milestones": [5]}``.
+    All of them step at this scheduler's interval.
+    """
+
+    schedulers: list[NestedScheduler] = Field(min_length=1, description="The schedulers, in order.")
+    milestones: list[int] = Field(description="Steps at which the next scheduler takes over "
+                                              "(one fewer than schedulers, increasing).")
+
+    @field_validator("schedulers")
+    @classmethod
+    def _no_metric(cls, value: list[NestedScheduler]) -> list[NestedScheduler]:
+        return _no_metric_schedulers(value, "sequential")
+
+    @model_validator(mode="after")
+    def _milestones_fit(self) -> SequentialParams:
+        if len(self.milestones) != len(self.schedulers) - 1:
+            raise ValueError(f"milestones needs {len(self.schedulers) - 1} value(s), one per switch between "
+                             f"the {len(self.schedulers)} schedulers; got {len(self.milestones)}")
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])) or any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be positive and increasing, got {self.milestones}")
+        return self
+
+
+class ChainedParams(Params):
+    """Step several schedulers together, multiplying their effects (ChainedScheduler).
+
+    Each scheduler's factor applies on top of the others', e.g. a constant warmup factor
+    times an exponential decay. A list in the spec's ``scheduler`` slot does the same.
+    """
+
+    schedulers: list[NestedScheduler] = Field(min_length=1, description="The schedulers stepped together.")
+
+    @field_validator("schedulers")
+    @classmethod
+    def _no_metric(cls, value: list[NestedScheduler]) -> list[NestedScheduler]:
+        return _no_metric_schedulers(value, "chained")
+
+
+# -- warmup ----------------------------------------------------------------------------------
+
+
+class WarmupParams(Params):
+    """Warm the lr up for ``length`` steps, then hand over to any scheduler (``then``).
+
+    Linear warmup ramps each group's factor from ``start_factor`` to 1; constant warmup
+    holds it at ``start_factor``. The length counts this scheduler's steps: epochs by
+    default, optimizer updates with ``"interval": "step"`` on the scheduler ref (so
+    gradient accumulation never shortens it). ``then`` starts from its own step 0 when
+    the warmup ends and steps at the same interval; it may be ``reduce_on_plateau``,
+    which then receives the monitored metric (interval ``epoch`` only). Per-group
+    learning rates are kept: each group warms up to its own lr.
+    """
+
+    length: int = Field(ge=1, description="Warmup length in scheduler steps (epochs, or updates with interval step).")
+    mode: Literal["linear", "constant"] = Field("linear", description="Ramp linearly to the lr, or hold a constant fraction.")
+    start_factor: float = Field(0.1, gt=0, le=1, description="Fraction of the lr at the first step of the warmup.")
+    then: Optional[NestedScheduler] = Field(None, description="The scheduler after warmup (none: keep the lr constant).")
+
+
+class Warmup:
+    """Warmup for ``length`` steps, then delegate to ``after`` (any scheduler, plateau included).
+
+    Unlike ``SequentialLR`` it passes a metric through, so ``reduce_on_plateau`` may
+    follow a warmup. Its ``needs_metric`` attribute tells the engine whether to.
+    """
+
+    def __init__(self, optimizer: Any, params: WarmupParams, after: Any = None, needs_metric: bool = False) -> None:
+        self.optimizer = optimizer
+        self.length, self.mode, self.start_factor = params.length, params.mode, params.start_factor
+        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
+        self.after = after(optimizer) if callable(after) else after
+        self.after_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.needs_metric = needs_metric
+        self.last_epoch = 0
+        self._apply(self.factor(0))
+
+    def factor(self, step: int) -> float:
+        if self.mode == "constant":
+            return self.start_factor
+        return self.start_factor + (1.0 - self.start_factor) * step / self.length
+
+    def _apply(self, factor: float) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self, metric: Any = None) -> None:
+        self.last_epoch += 1
+        if self.last_epoch < self.length:
+            self._apply(self.factor(self.last_epoch))
+            return
+        if self.last_epoch == self.length:
+            for group, lr in zip(self.optimizer.param_groups, self.after_lrs):
+                group["lr"] = lr
+        elif self.after is not None:
+            if self.needs_metric:
+                self.after.step(metric)
+            else:
+                self.after.step()
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_epoch": self.last_epoch, "base_lrs": self.base_lrs, "after_lrs": self.after_lrs,
+                "_last_lr": self._last_lr, "after": self.after.state_dict() if self.after is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_epoch = state["last_epoch"]
+        self.base_lrs, self.after_lrs = list(state["base_lrs"]), list(state["after_lrs"])
+        self._last_lr = list(state["_last_lr"])
+        if self.after is not None and state["after"] is not None:
+            self.after.load_state_dict(state["after"])
+
+
+# -- params of the torch classes, derived from their constructors ----------------------------------
+
+_INTERVAL_STEP = {"interval": "step", "needs_metric": False}
+_INTERVAL_EPOCH = {"interval": "epoch", "needs_metric": False}
+
+_POSITIVE = {"gt": 0}
+_TORCH_FIELDS: dict[str, tuple[str, dict[str, tuple[Any, dict[str, Any]]]]] = {
+    "step": ("StepLR", {"step_size": (int, {"ge": 1}), "gamma": (float, _POSITIVE)}),
+    "multi_step": ("MultiStepLR", {"milestones": (list[int], {"min_length": 1}), "gamma": (float, _POSITIVE)}),
+    "constant": ("ConstantLR", {"factor": (float, {"ge": 0, "le": 1}), "total_iters": (int, {"ge": 0})}),
+    "linear": ("LinearLR", {"start_factor": (float, {"gt": 0, "le": 1}), "end_factor": (float, {"ge": 0, "le": 1}),
+                            "total_iters": (int, {"ge": 1})}),
+    "exponential": ("ExponentialLR", {"gamma": (float, _POSITIVE)}),
+    "polynomial": ("PolynomialLR", {"total_iters": (int, {"ge": 1}), "power": (float, {"ge": 0})}),
+    "cosine_annealing": ("CosineAnnealingLR", {"T_max": (int, {"ge": 1}), "eta_min": (float, {"ge": 0})}),
+    "reduce_on_plateau": ("ReduceLROnPlateau", {
+        "mode": (Literal["min", "max"], {}), "factor": (float, {"gt": 0, "lt": 1}), "patience": (int, {"ge": 0}),
+        "threshold": (float, {"ge": 0}), "threshold_mode": (Literal["rel", "abs"], {}), "cooldown": (int, {"ge": 0}),
+        "min_lr": (FloatOrList, {"default": 0.0}), "eps": (float, {"ge": 0})}),
+    "cyclic": ("CyclicLR", {
+        "base_lr": (FloatOrList, {}), "max_lr": (FloatOrList, {}), "step_size_up": (int, {"ge": 1}),
+        "step_size_down": (Optional[int], {"ge": 1}),
+        "mode": (Literal["triangular", "triangular2", "exp_range"], {}), "gamma": (float, _POSITIVE),
+        "scale_mode": (Literal["cycle", "iterations"], {}), "cycle_momentum": (bool, {}),
+        "base_momentum": (FloatOrList, {}), "max_momentum": (FloatOrList, {})}),
+    "one_cycle": ("OneCycleLR", {
+        "max_lr": (FloatOrList, {}),
+        "total_steps": (Optional[int], {"ge": 1, "description": "Length of the cycle in steps (optimizer updates). "
+                                        "Default: epochs * steps_per_epoch, filled in from the run."}),
+        "epochs": (Optional[int], {"ge": 1, "description": "Epochs of the cycle. Default: the run's epochs."}),
+        "steps_per_epoch": (Optional[int], {"ge": 1, "description": "Optimizer updates per epoch. Default: the run's "
+                                            "(batches per epoch / accumulate_grad_batches, rounded up)."}),
+        "pct_start": (float, {"gt": 0, "lt": 1}), "anneal_strategy": (Literal["cos", "linear"], {}),
+        "cycle_momentum": (bool, {}), "base_momentum": (FloatOrList, {}), "max_momentum": (FloatOrList, {}),
+        "div_factor": (float, _POSITIVE), "final_div_factor": (float, _POSITIVE), "three_phase": (bool, {})}),
+    "cosine_annealing_warm_restarts": ("CosineAnnealingWarmRestarts", {
+        "T_0": (int, {"ge": 1}), "T_mult": (int, {"ge": 1}), "eta_min": (float, {"ge": 0})}),
+}
+
+_SUMMARIES = {
+    "lambda": "Initial lr times a function of the epoch (an expression or a named function).",
+    "multiplicative": "Multiply the lr by a function of the epoch at every step.",
+    "step": "Decay the lr by gamma every step_size epochs.",
+    "multi_step": "Decay the lr by gamma at each milestone epoch.",
+    "constant": "Multiply the lr by a constant factor until total_iters, then restore it.",
+    "linear": "Change the lr factor linearly from start_factor to end_factor over total_iters.",
+    "exponential": "Decay the lr by gamma every epoch.",
+    "polynomial": "Decay the lr polynomially to zero over total_iters.",
+    "cosine_annealing": "Cosine-anneal the lr from its initial value to eta_min over T_max steps.",
+    "reduce_on_plateau": "Reduce the lr by factor when the monitored metric stops improving.",
+    "cyclic": "Cycle the lr between base_lr and max_lr (cyclical learning rates); steps per update.",
+    "one_cycle": "The 1cycle policy: warm up to max_lr then anneal; steps per update, length from the run.",
+    "cosine_annealing_warm_restarts": "Cosine annealing with warm restarts every T_0 (times T_mult) steps.",
+    "sequential": "Run several schedulers one after another, switching at milestones.",
+    "chained": "Step several schedulers together, multiplying their effects.",
+    "step_decay": "Classic step decay: lr = base_lr * factor ** (epoch // every) (function-style).",
+    "warmup": "Linear or constant warmup for N epochs or updates, then any scheduler (plateau included).",
+}
+
+_CLASSES = {name: cls for name, (cls, _) in _TORCH_FIELDS.items()} | {
+    "lambda": "LambdaLR", "multiplicative": "MultiplicativeLR", "sequential": "SequentialLR", "chained": "ChainedScheduler"}
+
+
+@functools.cache
+def torch_params(name: str) -> type[Params]:
+    """The params model of a torch scheduler, derived from its constructor on first use."""
+    from torch.optim import lr_scheduler
+
+    from torchtk.plugins._torch_params import params_for
+
+    cls_name, fields = _TORCH_FIELDS[name]
+    return params_for(getattr(lr_scheduler, cls_name), fields)
+
+
+def _params_source(name: str) -> Any:
+    if name in _TORCH_FIELDS:
+        return functools.partial(torch_params, name)
+    return {"lambda": LambdaParams, "multiplicative": MultiplicativeParams, "sequential": SequentialParams,
+            "chained": ChainedParams, "step_decay": StepDecayParams, "warmup": WarmupParams}[name]
 
 
 @hookimpl
 def register_components(register):
-    register(Component("scheduler", "step", "Decay the learning rate by gamma every step_size epochs.",
-                       params=StepParams, extras={"interval": "epoch", "needs_metric": False}))
+    for name, summary in _SUMMARIES.items():
+        extras: dict[str, Any] = dict(_INTERVAL_STEP if name in ("cyclic", "one_cycle") else _INTERVAL_EPOCH)
+        if name == "reduce_on_plateau":
+            extras["needs_metric"] = True
+        if name == "step_decay":
+            extras["lr_lambda"] = "torchtk.plugins.schedulers:step_decay"
+        register(Component("scheduler", name, summary, params=_params_source(name), extras=extras))
+
+
+def _fill_one_cycle(kwargs: dict[str, Any], run: Any) -> dict[str, Any]:
+    if kwargs["total_steps"] is not None:
+        return kwargs
+    if run is not None:
+        kwargs["epochs"] = kwargs["epochs"] or run.epochs
+        kwargs["steps_per_epoch"] = kwargs["steps_per_epoch"] or run.steps_per_epoch
+    if kwargs["epochs"] is None or kwargs["steps_per_epoch"] is None:
+        raise TorchtkError("one_cycle needs total_steps, or epochs and steps_per_epoch, when it is built "
+                           "outside a run (inside a run they are filled in from the trainer)")
+    return kwargs
 
 
 @hookimpl
-def make_scheduler(name, params, optimizer):
+def make_scheduler(name, params, optimizer, run):
     from torch.optim import lr_scheduler
 
-    return lr_scheduler.StepLR(optimizer, step_size=params.step_size, gamma=params.gamma)
+    cls = getattr(lr_scheduler, _CLASSES.get(name, "LambdaLR"))
+    if name in ("lambda", "multiplicative"):
+        return cls(optimizer, params.functions())
+    if name == "step_decay":
+        return lr_scheduler.LambdaLR(optimizer, lambda epoch: step_decay(epoch, params))
+    if name == "warmup":
+        then = params.then
+        if then is None:
+            return Warmup(optimizer, params)
+        return Warmup(optimizer, params, after=lambda opt: then.build(opt, run),
+                      needs_metric=bool(then.component.extras.get("needs_metric")))
+    if name == "sequential":
+        return cls(optimizer, [ref.build(optimizer, run) for ref in params.schedulers], params.milestones)
+    if name == "chained":
+        return cls([ref.build(optimizer, run) for ref in params.schedulers], optimizer)
+    kwargs = params.model_dump()
+    if name == "one_cycle":
+        kwargs = _fill_one_cycle(kwargs, run)
+    return cls(optimizer, **kwargs)

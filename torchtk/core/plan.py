@@ -1,0 +1,191 @@
+"""Look before you train: the lr and weight decay of every param group at every update.
+
+``compute_plan`` builds what decides the learning rate -- the model, the fine-tuning
+policies (per-layer param groups), the optimizer and the schedulers -- exactly as a run
+does, then steps the schedulers through the whole run without computing a single
+gradient. Warmup, per-group multipliers, gradient accumulation and the epoch-to-update
+conversion are all included, because the engine's own scheduler construction is used.
+Nothing is trained, no run directory is created, and the objects are private to the
+plan, so a real run's optimizer is never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torchtk.core.outputs import atomic_write_bytes
+from torchtk.core.registry import Registry, get_registry
+from torchtk.core.spec import RunSpec, load_spec
+from torchtk.core.state import RunInfo
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Update:
+    """The lr and weight decay in effect for one optimizer update (1-based), per group."""
+
+    update: int
+    epoch: int
+    lr: list[float]
+    weight_decay: list[float]
+
+
+@dataclass
+class Plan:
+    """Every update of a run, and what a reader needs to interpret it."""
+
+    name: str
+    run: RunInfo
+    groups: list[str]
+    updates: list[Update]
+    schedulers: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def lrs(self, group: int) -> list[float]:
+        return [u.lr[group] for u in self.updates]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "epochs": self.run.epochs, "steps_per_epoch": self.run.steps_per_epoch,
+            "batches_per_epoch": self.run.batches_per_epoch, "accumulate": self.run.accumulate,
+            "total_updates": len(self.updates), "groups": self.groups, "schedulers": self.schedulers,
+            "notes": self.notes,
+            "updates": [{"update": u.update, "epoch": u.epoch, "lr": u.lr, "weight_decay": u.weight_decay}
+                        for u in self.updates],
+        }
+
+    def sample(self, rows: int = 12) -> list[Update]:
+        """A few updates worth printing: each epoch's first update when there are few
+        epochs, else evenly spaced ones, always with the first and last update."""
+        if not self.updates:
+            return []
+        per_epoch = self.run.steps_per_epoch
+        if self.run.epochs <= rows:
+            picks = {(epoch - 1) * per_epoch for epoch in range(1, self.run.epochs + 1)}
+        else:
+            picks = {round(i * (len(self.updates) - 1) / (rows - 1)) for i in range(rows)}
+        picks |= {0, len(self.updates) - 1}
+        return [self.updates[i] for i in sorted(picks)]
+
+    def sparkline(self, group: int, width: int = 40) -> str:
+        """The group's lr over the run as one line of block characters (max of each bucket)."""
+        values = self.lrs(group)
+        if not values:
+            return ""
+        buckets = [max(values[i * len(values) // width:max((i + 1) * len(values) // width, i * len(values) // width + 1)])
+                   for i in range(min(width, len(values)))]
+        low, high = min(values), max(values)
+        if high - low <= 1e-12 * max(abs(high), 1e-300):
+            return SPARK[-1] * len(buckets)
+        return "".join(SPARK[min(len(SPARK) - 1, int((v - low) / (high - low) * len(SPARK)))] for v in buckets)
+
+    def write_png(self, path: str | Path) -> Path:
+        """Plot lr against update for every group (epoch boundaries marked) into ``path``."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        path = Path(path)
+        fig, ax = plt.subplots(figsize=(8, 4))
+        steps = [u.update for u in self.updates]
+        for index, label in enumerate(self.groups):
+            decay = {u.weight_decay[index] for u in self.updates}
+            suffix = f" (weight decay {decay.pop():g})" if len(decay) == 1 else ""
+            ax.plot(steps, self.lrs(index), label=label + suffix, linewidth=1.5)
+        if self.run.epochs <= 60:
+            for epoch in range(1, self.run.epochs):
+                ax.axvline(epoch * self.run.steps_per_epoch + 0.5, color="0.85", linewidth=0.8, zorder=0)
+        ax.set_xlabel(f"optimizer update ({self.run.steps_per_epoch} per epoch, {self.run.epochs} epochs)")
+        ax.set_ylabel("learning rate")
+        ax.set_title(f"{self.name}: " + " + ".join(s["label"] for s in self.schedulers) if self.schedulers
+                     else f"{self.name}: constant lr")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+
+def compute_plan(spec: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> Plan:
+    """The lr and weight decay of every param group at every optimizer update of ``spec``.
+
+    ``reduce_on_plateau`` depends on metrics nobody knows before training; the plan
+    assumes the monitored value improves every epoch (so it never reduces), and says so
+    in ``notes``.
+    """
+    import torch
+
+    from torchtk.core.engine import build_schedulers, split_and_batch
+
+    registry = registry or get_registry()
+    if not (isinstance(spec, RunSpec) and not overrides):
+        spec = load_spec(spec, overrides=overrides, registry=registry)
+
+    def build(kind: str, ref: Any, **context: Any) -> Any:
+        component = registry.resolve(kind, ref.name)
+        params = ref.validated_params or registry.validate_params(component, ref.params)
+        return registry.build(component, params, **context)
+
+    torch.manual_seed(spec.seed)
+    generator = torch.Generator().manual_seed(spec.seed)
+    train_batches, _ = split_and_batch(build("dataset", spec.data), spec, torch.device("cpu"), generator)
+    model = build("model", spec.model)
+    groups = None
+    for ref in spec.freeze:
+        result = build("freeze", ref)(model)
+        groups = result if result is not None else groups
+    parameters = groups if groups is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = build("optimizer", spec.optimizer, parameters=parameters)
+    accumulate = spec.trainer.accumulate_grad_batches
+    batches = len(train_batches)
+    info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
+                   batches_per_epoch=batches, accumulate=accumulate)
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": nothing is trained here
+        schedulers = build_schedulers(spec, registry, build, optimizer, info)
+        if any(s.needs_metric for s in schedulers):
+            notes.append("reduce_on_plateau: assumes the monitored value improves every epoch, so the lr is "
+                         "never reduced; in a run it drops by its factor after patience epochs without improvement")
+        updates = []
+        param_groups = optimizer.param_groups
+        for epoch in range(1, info.epochs + 1):
+            for _ in range(info.steps_per_epoch):
+                updates.append(Update(len(updates) + 1, epoch, [float(g["lr"]) for g in param_groups],
+                                      [float(g.get("weight_decay", 0.0)) for g in param_groups]))
+                for scheduled in schedulers:
+                    if scheduled.interval == "step":
+                        scheduled.step()
+            for scheduled in schedulers:
+                if scheduled.interval == "epoch":
+                    scheduled.step({scheduled.monitor: _improving(scheduled.scheduler, epoch)})
+    labels = [str(g.get("name") or f"group{i}") for i, g in enumerate(optimizer.param_groups)]
+    described = [{"name": ref.name, "label": _label(ref.name, ref.params), "interval": s.interval,
+                  "needs_metric": s.needs_metric} for ref, s in zip(spec.scheduler, schedulers)]
+    return Plan(spec.name, info, labels, updates, described, notes)
+
+
+def _label(name: str, params: dict[str, Any]) -> str:
+    """``warmup -> cosine_annealing``: a composite scheduler named with what it contains."""
+    inner = [params["then"]] if isinstance(params.get("then"), dict) else params.get("schedulers") or []
+    if not isinstance(inner, list) or not inner:
+        return name
+    names = [_label(ref["name"], ref.get("params") or {}) for ref in inner if isinstance(ref, dict)]
+    return f"{name} -> {', '.join(names)}" if name == "warmup" else f"{name}({', '.join(names)})"
+
+
+def _improving(scheduler: Any, epoch: int) -> float:
+    """A monitored value that improves every epoch, in the direction the scheduler wants."""
+    while getattr(scheduler, "mode", None) not in ("min", "max") and getattr(scheduler, "after", None) is not None:
+        scheduler = scheduler.after
+    return float(epoch) if getattr(scheduler, "mode", "min") == "max" else 1.0 / epoch
