@@ -1,0 +1,117 @@
+"""Bounding-box regression losses for paired ``(x1, y1, x2, y2)`` boxes.
+
+Function-style losses: each factory returns a plain ``(output, target) -> scalar``
+function. ``output`` and ``target`` are boxes of the same shape ``(..., 4)``, box ``i``
+of the output paired with box ``i`` of the target.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from torchtk import Component, Params, hookimpl
+
+
+class BoxParams(Params):
+    reduction: Literal["mean", "sum"] = Field("mean", description="Mean or sum over the boxes.")
+    eps: float = Field(1e-7, gt=0, description="Added to denominators so degenerate boxes stay finite.")
+
+
+class BoxIoUParams(BoxParams):
+    """IoU loss for paired boxes: ``1 - IoU`` with ``IoU = area(a ∩ b) / area(a ∪ b)``.
+
+    ``mode: min`` divides by the smaller of the two areas instead of the union (the
+    tutorial's ``isMin`` variant, 1 when one box contains the other). Boxes are
+    ``(x1, y1, x2, y2)`` with ``x1 <= x2, y1 <= y2``; ``output`` and ``target`` have the
+    same shape ``(..., 4)``. Per pair equal to ``1 - diag(torchvision.ops.box_iou(a, b))``
+    (plus ``eps`` in the denominator), computed without the N x N matrix.
+    """
+
+    mode: Literal["union", "min"] = Field("union", description="Denominator: union of the two boxes, or the smaller box's area.")
+
+
+class GIoUParams(BoxParams):
+    """Generalized IoU loss (Rezatofighi et al. 2019): ``1 - IoU + |C - A ∪ B| / |C|``,
+    C the smallest box enclosing both. Gives a gradient even when boxes do not overlap.
+
+    Calls ``torchvision.ops.generalized_box_iou_loss``; boxes are paired ``(..., 4)`` xyxy.
+    """
+
+
+class DIoUParams(BoxParams):
+    """Distance IoU loss (Zheng et al. 2020): ``1 - IoU + d² / c²``, d the distance
+    between box centres and c the diagonal of the enclosing box.
+
+    Calls ``torchvision.ops.distance_box_iou_loss``; boxes are paired ``(..., 4)`` xyxy.
+    """
+
+
+class CIoUParams(BoxParams):
+    """Complete IoU loss (Zheng et al. 2020): DIoU plus an aspect-ratio consistency term
+    ``alpha * v``.
+
+    Calls ``torchvision.ops.complete_box_iou_loss``; boxes are paired ``(..., 4)`` xyxy.
+    """
+
+
+def _check(name, output, target):
+    from torchtk.plugins.losses._inputs import fail
+
+    if output.shape != target.shape or output.ndim == 0 or output.shape[-1] != 4:
+        raise fail(name, output, target, "paired boxes of one shape (..., 4) in (x1, y1, x2, y2) form")
+
+
+def box_iou_loss(params: BoxIoUParams):
+    import torch
+
+    use_min, eps, reduce = params.mode == "min", params.eps, params.reduction
+
+    def box_iou(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check("box_iou", output, target)
+        target = target.to(output.dtype)
+        width = (torch.minimum(output[..., 2], target[..., 2]) - torch.maximum(output[..., 0], target[..., 0])).clamp_min(0)
+        height = (torch.minimum(output[..., 3], target[..., 3]) - torch.maximum(output[..., 1], target[..., 1])).clamp_min(0)
+        inter = width * height
+        area_out = (output[..., 2] - output[..., 0]) * (output[..., 3] - output[..., 1])
+        area_tgt = (target[..., 2] - target[..., 0]) * (target[..., 3] - target[..., 1])
+        den = torch.minimum(area_out, area_tgt) if use_min else area_out + area_tgt - inter
+        loss = 1 - inter / (den + eps)
+        return loss.mean() if reduce == "mean" else loss.sum()
+
+    return box_iou
+
+
+def torchvision_loss(name: str, params: BoxParams):
+    from torchvision import ops
+
+    function = {"giou": ops.generalized_box_iou_loss, "diou": ops.distance_box_iou_loss,
+                "ciou": ops.complete_box_iou_loss}[name]
+    eps, reduce = params.eps, params.reduction
+
+    def loss(output, target):
+        _check(name, output, target)
+        return function(output, target.to(output.dtype), reduction=reduce, eps=eps)
+
+    loss.__name__ = name
+    return loss
+
+
+@hookimpl
+def register_components(register):
+    register(Component("loss", "box_iou", "1 - IoU of paired xyxy boxes (union or min-area denominator).",
+                       params=BoxIoUParams, aliases=("iou_box",)))
+    register(Component("loss", "giou", "Generalized IoU loss for paired xyxy boxes (torchvision.ops).",
+                       params=GIoUParams))
+    register(Component("loss", "diou", "Distance IoU loss for paired xyxy boxes (torchvision.ops).",
+                       params=DIoUParams))
+    register(Component("loss", "ciou", "Complete IoU loss for paired xyxy boxes (torchvision.ops).",
+                       params=CIoUParams))
+
+
+@hookimpl
+def make_loss(name, params):
+    if name == "box_iou":
+        return box_iou_loss(params)
+    return torchvision_loss(name, params)
