@@ -100,6 +100,10 @@ class Recorder:
         self.grad_norm = torch.nn.utils.get_total_norm([p.grad for p in state.model.parameters()])
 
     @hookimpl
+    def on_step_end(self, state):
+        self.log.append((self.label, "step_end"))
+
+    @hookimpl
     def on_epoch_end(self, state):
         self.log.append((self.label, "epoch_end"))
 
@@ -154,7 +158,7 @@ def test_callbacks_run_in_spec_order_and_only_when_listed(small_spec):
                                {"name": "recorder", "params": {"label": "a"}}]
     torchtk.train(small_spec, registry=registry)
     assert log[:2] == [("b", "fit_start"), ("a", "fit_start")]
-    assert log[2:4] == [("b", "step"), ("a", "step")]
+    assert log[2:6] == [("b", "step"), ("a", "step"), ("b", "step_end"), ("a", "step_end")]
     assert log[-4:] == [("b", "epoch_end"), ("a", "epoch_end"), ("b", "fit_end"), ("a", "fit_end")]
     assert ("module", "step") not in log
 
@@ -215,7 +219,7 @@ def test_gradient_accumulation_counts_optimizer_updates(small_spec):
     small_spec["trainer"].update(epochs=1, accumulate_grad_batches=4)
     torchtk.train(small_spec, registry=registry_with(recorder_plugin(log)))
     batches = 12  # 600 training samples / 50
-    assert log.count(("a", "step")) == batches // 4
+    assert log.count(("a", "step")) == log.count(("a", "step_end")) == batches // 4
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -374,7 +374,8 @@ class Run:
         accumulate, device = self.info.accumulate, self.device
         log_every = self.spec.trainer.log_every_n_steps
         step_schedulers = [s.scheduler for s in self.schedulers if s.interval == "step"]
-        has_step_hooks = bool(self.callbacks)
+        on_step = self.hooks.on_step if self.hooks.on_step.get_hookimpls() else None
+        on_step_end = self.hooks.on_step_end if self.hooks.on_step_end.get_hookimpls() else None
         multi_term = len(loss_fn.terms) > 1
         total_sum = torch.zeros((), device=device)
         term_sums = [torch.zeros((), device=device) for _ in loss_fn.terms] if multi_term else []
@@ -396,9 +397,9 @@ class Run:
             state.batch_index, state.loss = index, loss
             if scaler is not None:
                 scaler.unscale_(optimizer)
-            if has_step_hooks:
+            if on_step is not None:
                 state.skip_step = False
-                self.hooks.on_step(state=state)
+                on_step(state=state)
             stepped = not state.skip_step
             if stepped:
                 if scaler is not None:
@@ -413,8 +414,8 @@ class Run:
                     for scheduler in step_schedulers:
                         scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            if has_step_hooks:
-                self.hooks.on_step_end(state=state)
+            if on_step_end is not None:
+                on_step_end(state=state)
             if (index + 1) % log_every == 0:
                 self.reporter.progress(index + 1, loss.item())
         self.reporter.progress(batches, float(loss.detach()))

@@ -128,7 +128,9 @@ def precision_context(name: str, params: BaseModel, device: Any) -> Any:
 
 @hookspec(firstresult=True)
 def make_model(name: str, params: BaseModel) -> Any:
-    """Build the model ``name`` (provider call, once per run).
+    """Build the model ``name``.
+
+    Called on the providing plugin only (provider call), once per run, first of all.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
@@ -140,7 +142,9 @@ def make_model(name: str, params: BaseModel) -> Any:
 
 @hookspec(firstresult=True)
 def make_dataset(name: str, params: BaseModel) -> Any:
-    """Build the dataset ``name`` (provider call, once per run).
+    """Build the dataset ``name``.
+
+    Called on the providing plugin only (provider call), once per run, before the model.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
@@ -153,7 +157,10 @@ def make_dataset(name: str, params: BaseModel) -> Any:
 
 @hookspec(firstresult=True)
 def make_optimizer(name: str, params: BaseModel, parameters: Any) -> Any:
-    """Build the optimizer ``name`` over ``parameters`` (provider call, once per run).
+    """Build the optimizer ``name`` over ``parameters``.
+
+    Called on the providing plugin only (provider call), once per run, after freeze
+    policies were applied.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
@@ -167,7 +174,10 @@ def make_optimizer(name: str, params: BaseModel, parameters: Any) -> Any:
 
 @hookspec(firstresult=True)
 def make_metric(name: str, params: BaseModel) -> Any:
-    """Build the metric ``name`` (provider call, once per run).
+    """Build the metric ``name``.
+
+    Called on the providing plugin only (provider call), once per run; the engine calls
+    ``reset()`` before and ``compute()`` after each validation pass.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
@@ -180,7 +190,10 @@ def make_metric(name: str, params: BaseModel) -> Any:
 
 @hookspec(firstresult=True)
 def make_callback(name: str, params: BaseModel) -> Any:
-    """Build the callback ``name`` (provider call, once per run).
+    """Build the callback ``name``.
+
+    Called on the providing plugin only (provider call), once per callback the spec
+    lists, before training starts.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.

@@ -11,6 +11,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "torchtk.plugins.losses.torch_nn",
     "torchtk.plugins.optimizers",
     "torchtk.plugins.schedulers",
+    "torchtk.plugins.freezing",
     "torchtk.plugins.precision",
     "torchtk.plugins.callbacks",
     "torchtk.plugins.metrics",
