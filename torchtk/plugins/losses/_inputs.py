@@ -16,7 +16,7 @@ class LossInputError(TorchtkError, ValueError):
 
 
 def shape_text(tensor: Any) -> str:
-    return "(" + ", ".join(str(s) for s in tensor.shape) + ")"
+    return str(tuple(tensor.shape))
 
 
 def fail(loss: str, output: Any, target: Any, expected: str) -> LossInputError:

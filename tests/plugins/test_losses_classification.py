@@ -1,0 +1,181 @@
+"""focal, batch_focal and sce: the tutorial's values, parity with torchvision and with
+formulas written out here, gradients, extreme logits and shape errors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pydantic import ValidationError
+from torchvision.ops import sigmoid_focal_loss
+
+import torchtk
+
+
+def create(name, **params):
+    return torchtk.registry.create("loss", name, **params)
+
+
+# -- focal, binary ---------------------------------------------------------------------------
+
+def test_focal_reproduces_the_tutorial_values():
+    focal = create("focal", from_logits=False, alpha=0.75, gamma=2.0)
+    easy = focal(torch.tensor([0.9, 0.1]), torch.tensor([1.0, 0.0]))
+    hard = focal(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]))
+    assert round(easy.item(), 4) == 0.0005
+    assert round(hard.item(), 4) == 0.0866
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
+@pytest.mark.parametrize("alpha", [None, 0.25, 0.9])
+def test_focal_on_logits_equals_torchvision_in_value_and_gradient(gamma, alpha):
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(8, 1, 6, 6, generator=g, dtype=torch.float64) * 4).requires_grad_(True)
+    target = (torch.rand(8, 1, 6, 6, generator=g) > 0.8).double()
+    ours = create("focal", alpha=alpha, gamma=gamma)(logits, target)
+    (grad_ours,) = torch.autograd.grad(ours, logits)
+    theirs = sigmoid_focal_loss(logits, target, alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="mean")
+    (grad_theirs,) = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(grad_ours, grad_theirs)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 2.5])
+def test_focal_fused_backward_passes_gradcheck_with_soft_targets(gamma):
+    logits = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    soft = torch.rand(5, 3, dtype=torch.float64)
+    focal = create("focal", mode="multilabel", gamma=gamma, alpha=0.3)
+    assert torch.autograd.gradcheck(lambda x: focal(x, soft), (logits,))
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_is_finite_for_logits_of_plus_minus_100(gamma):
+    logits = torch.tensor([100.0, -100.0, 100.0, -100.0], requires_grad=True)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0])  # two perfectly right, two perfectly wrong
+    value = create("focal", gamma=gamma)(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    assert logits.grad[0] == 0 and logits.grad[1] == 0
+    multiclass = torch.tensor([[100.0, -100.0, 0.0]], requires_grad=True)
+    value = create("focal", mode="multiclass", gamma=gamma)(multiclass, torch.tensor([1]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(multiclass.grad).all()
+
+
+def test_focal_reductions_and_ignore_index():
+    logits = torch.randn(4, 5, dtype=torch.float64)
+    target = (torch.rand(4, 5) > 0.5).double()
+    per_element = sigmoid_focal_loss(logits, target, reduction="none")
+    torch.testing.assert_close(create("focal", mode="multilabel", reduction="none")(logits, target), per_element)
+    torch.testing.assert_close(create("focal", mode="multilabel", reduction="sum")(logits, target), per_element.sum())
+    target[0] = -1
+    ignored = create("focal", mode="multilabel", ignore_index=-1)(logits, target)
+    torch.testing.assert_close(ignored, per_element[1:].mean())
+
+
+def test_focal_binary_accepts_a_missing_channel_axis_and_never_broadcasts():
+    logits, target = torch.randn(6, 1), (torch.rand(6) > 0.5).float()
+    focal = create("focal")
+    torch.testing.assert_close(focal(logits, target), sigmoid_focal_loss(logits[:, 0], target, reduction="mean"))
+    with pytest.raises(ValueError, match=r"'focal \(binary\)'.*\(6, 2\).*\(6,\)"):
+        focal(torch.randn(6, 2), target)
+
+
+# -- focal, multiclass ------------------------------------------------------------------------
+
+def softmax_focal_reference(logits, target, gamma, alpha=None):
+    """Per element: -alpha_t (1 - p_t)^gamma log p_t, with p_t the softmax of the true class."""
+    losses = []
+    for row, label in zip(logits.unbind(0), target.tolist()):
+        p_t = torch.softmax(row, 0)[label]
+        weight = 1.0 if alpha is None else (alpha[label] if isinstance(alpha, list) else alpha)
+        losses.append(-weight * (1 - p_t) ** gamma * torch.log(p_t))
+    return torch.stack(losses).mean()
+
+
+def test_multiclass_focal_with_gamma_0_is_cross_entropy():
+    logits, target = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 4, (10,))
+    focal = create("focal", mode="multiclass", gamma=0.0, alpha=None)
+    torch.testing.assert_close(focal(logits, target), F.cross_entropy(logits, target))
+
+
+@pytest.mark.parametrize("alpha", [None, 0.5, [0.1, 0.2, 0.3, 0.4]])
+def test_multiclass_focal_matches_the_formula(alpha):
+    logits, target = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 4, (10,))
+    focal = create("focal", mode="multiclass", gamma=2.0, alpha=alpha)
+    torch.testing.assert_close(focal(logits, target), softmax_focal_reference(logits, target, 2.0, alpha))
+    # one-hot targets give the same value as indices
+    torch.testing.assert_close(focal(logits, F.one_hot(target, 4).double()), focal(logits, target))
+
+
+def test_multiclass_focal_on_images_with_ignore_index_and_gradcheck():
+    logits = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 4))
+    target[0, 0] = 255
+    focal = create("focal", mode="multiclass", ignore_index=255, alpha=[1.0, 2.0, 0.5])
+    flat_logits = logits.detach().permute(0, 2, 3, 1).reshape(-1, 3)
+    kept = target.reshape(-1) != 255
+    expected = softmax_focal_reference(flat_logits[kept], target.reshape(-1)[kept], 2.0, [1.0, 2.0, 0.5])
+    torch.testing.assert_close(focal(logits, target), expected)
+    assert torch.autograd.gradcheck(lambda x: focal(x, target), (logits,))
+
+
+def test_focal_params_are_checked_against_the_mode():
+    with pytest.raises(ValidationError, match="only with mode: multiclass"):
+        create("focal", alpha=[0.5, 0.5])
+    with pytest.raises(ValidationError, match=r"\[0, 1\]"):
+        create("focal", alpha=1.5)
+    with pytest.raises(ValueError, match="3 class weights but the output has 4"):
+        create("focal", mode="multiclass", alpha=[1.0, 1.0, 1.0])(torch.randn(2, 4), torch.tensor([0, 1]))
+
+
+# -- batch_focal and sce ----------------------------------------------------------------------
+
+def test_batch_focal_is_the_tutorial_formula():
+    logits, target = torch.randn(16, 1, dtype=torch.float64), (torch.rand(16, 1) > 0.5).double()
+    # the tutorial's code: sigmoid, mean BCE, then the focal factor of the mean
+    bce = F.binary_cross_entropy(torch.sigmoid(logits).view(-1), target.view(-1), reduction="mean")
+    expected = 0.8 * (1 - torch.exp(-bce)) ** 2 * bce
+    torch.testing.assert_close(create("batch_focal")(logits, target), expected)
+    probabilities = create("batch_focal", from_logits=False, alpha=0.5, gamma=1.0)(torch.sigmoid(logits), target)
+    torch.testing.assert_close(probabilities, 0.5 * (1 - torch.exp(-bce)) * bce)
+
+
+def sce_reference(pred, labels, alpha, beta, num_classes):
+    """The paper's reference implementation (Wang et al. 2019), as published."""
+    ce = F.cross_entropy(pred, labels)
+    pred = F.softmax(pred, dim=1)
+    pred = torch.clamp(pred, min=1e-7, max=1.0)
+    label_one_hot = F.one_hot(labels, num_classes).to(pred.dtype)
+    label_one_hot = torch.clamp(label_one_hot, min=1e-4, max=1.0)
+    rce = -1 * torch.sum(pred * torch.log(label_one_hot), dim=1)
+    return alpha * ce + beta * rce.mean()
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.1, 1.0), (6.0, 0.1)])
+def test_sce_matches_the_reference_implementation(alpha, beta):
+    logits, labels = torch.randn(12, 10, dtype=torch.float64) * 3, torch.randint(0, 10, (12,))
+    torch.testing.assert_close(create("sce", alpha=alpha, beta=beta)(logits, labels),
+                               sce_reference(logits, labels, alpha, beta, 10))
+    torch.testing.assert_close(create("sce", alpha=alpha, beta=beta, num_classes=10)(logits, labels),
+                               sce_reference(logits, labels, alpha, beta, 10))
+
+
+def test_sce_gradcheck_extremes_and_errors():
+    logits = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 4, (6,))
+    assert torch.autograd.gradcheck(lambda x: create("sce")(x, labels), (logits,))
+    extreme = torch.tensor([[100.0, -100.0, 0.0]], requires_grad=True)
+    value = create("sce")(extreme, torch.tensor([1]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(extreme.grad).all()
+    assert value.item() == pytest.approx(0.1 * 200 + 1.0 * -math.log(1e-4) * (1 - 1e-7), rel=1e-4)
+    with pytest.raises(ValueError, match="num_classes is 5 but the output has 4"):
+        create("sce", num_classes=5)(logits, labels)
+    with pytest.raises(ValueError, match=r"'sce'.*\(6, 4\).*\(6, 2\)"):
+        create("sce")(logits, torch.zeros(6, 2, dtype=torch.long))
+
+
+def test_classification_losses_are_listed():
+    assert {"focal", "batch_focal", "sce"} <= set(torchtk.registry.names("loss"))
+    assert "0.0866" in torchtk.registry.describe("loss", "focal")["description"]
