@@ -185,7 +185,7 @@ def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[B
 
 def bundled_examples() -> dict[str, Path]:
     """Example name -> spec file shipped inside the package."""
-    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*.json"))}
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*.json"), key=lambda p: p.stem)}
 
 
 def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
