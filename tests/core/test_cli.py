@@ -119,8 +119,7 @@ def test_schema_is_json_schema_with_component_params(tk):
     assert result.exit_code == 0
     schema = result.json()
     assert schema["type"] == "object" and "loss" in schema["properties"]
-    names = [c["properties"]["name"]["enum"][0] for c in schema["properties"]["loss"]["x-torchtk-components"]]
-    assert "focal" in names
+    assert "focal" in schema["$defs"]["loss_ref"]["anyOf"][0]["enum"]
 
 
 def test_examples_lists_rings(tk):

@@ -143,6 +143,24 @@ def test_schema_includes_every_component_and_its_params():
     from torchtk.core.spec import run_spec_schema
 
     schema = run_spec_schema()
-    losses = schema["properties"]["loss"]["x-torchtk-components"]
-    focal = next(c for c in losses if c["properties"]["name"]["enum"][0] == "focal")
-    assert "gamma" in focal["properties"]["params"]["properties"]
+    alternatives = schema["$defs"]["loss_ref"]["anyOf"]
+    focal = next(c for c in alternatives[1:] if c["properties"]["name"]["enum"][0] == "focal")
+    assert focal["properties"]["params"]["properties"]["gamma"]["minimum"] == 0
+    assert "weight" in focal["properties"]  # the slot's own fields are allowed too
+    assert "focal" in alternatives[0]["enum"]  # the bare-string shorthand
+
+
+def test_schema_accepts_valid_specs_and_rejects_invalid_ones(small_spec):
+    jsonschema = pytest.importorskip("jsonschema")
+    from torchtk.core.spec import run_spec_schema
+
+    schema = run_spec_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(small_spec)) == []
+    assert list(validator.iter_errors(load_spec("rings").model_dump(mode="json"))) == []
+    small_spec["loss"][0]["params"]["gamma"] = -1
+    assert list(validator.iter_errors(small_spec))
+    small_spec["loss"][0]["params"]["gamma"] = 2.0
+    small_spec["optimizer"]["name"] = "adma"
+    assert list(validator.iter_errors(small_spec))

@@ -340,31 +340,66 @@ def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "
 
 
 def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
-    """JSON Schema of the run spec with each component slot listing every installed
-    component and its params (``tk schema``)."""
+    """JSON Schema of the run spec in which every component slot accepts exactly the
+    installed components, each with its own params schema (``tk schema``).
+
+    Each kind gets a ``$defs`` entry ``<kind>_ref``: one alternative per component
+    (``name`` fixed to its name or aliases, ``params`` its params model) plus the bare
+    string shorthand. Editors that read JSON Schema can then complete and check specs.
+    """
     if registry is None:
         from torchtk.core.registry import get_registry
 
         registry = get_registry()
     schema = RunSpec.model_json_schema()
-    slots = {"model": "model", "data": "dataset", "loss": "loss", "optimizer": "optimizer",
-             "scheduler": "scheduler", "freeze": "freeze", "precision": "precision",
-             "callbacks": "callback", "metrics": "metric"}
-    for slot, kind in slots.items():
-        choices = []
+    defs = schema.setdefault("$defs", {})
+    slots = {  # field -> (kind, the pydantic model of the slot, one-or-list)
+        "model": ("model", ComponentRef, False), "data": ("dataset", DataSpec, False),
+        "loss": ("loss", LossTerm, True), "optimizer": ("optimizer", ComponentRef, False),
+        "scheduler": ("scheduler", SchedulerRef, True), "freeze": ("freeze", ComponentRef, True),
+        "precision": ("precision", ComponentRef, False), "callbacks": ("callback", ComponentRef, True),
+        "metrics": ("metric", ComponentRef, True),
+    }
+    for field, (kind, slot_model, many) in slots.items():
+        slot_fields = {k: v for k, v in defs[slot_model.__name__]["properties"].items() if k not in ("name", "params")}
+        names: list[str] = []
+        alternatives: list[dict[str, Any]] = []
         for component in registry.components(kind):
-            params_schema = component.params_model.model_json_schema()
-            names = [component.name, *component.aliases]
-            choices.append({
+            component_names = [component.name, *component.aliases]
+            names += component_names
+            alternatives.append({
+                "type": "object",
                 "title": f"{kind} {component.name}",
                 "description": component.summary,
-                "properties": {"name": {"enum": names}, "params": params_schema},
+                "properties": {"name": {"enum": component_names},
+                               "params": _hoist_defs(component.params_model.model_json_schema(), defs,
+                                                     f"{kind}.{component.name}."),
+                               **slot_fields},
+                "required": ["name"],
+                "additionalProperties": False,
             })
-        schema.setdefault("properties", {}).setdefault(slot, {})["x-torchtk-components"] = choices
-        schema["properties"][slot]["description"] = (
-            schema["properties"][slot].get("description", "") + f" Components: {', '.join(c['title'].split(' ', 1)[1] for c in choices)}."
-        ).strip()
+        defs[f"{kind}_ref"] = {"anyOf": [{"type": "string", "enum": names}, *alternatives]}
+        ref = {"$ref": f"#/$defs/{kind}_ref"}
+        description = schema["properties"][field].get("description", "")
+        if many and field in ("loss", "scheduler"):
+            schema["properties"][field] = {"anyOf": [ref, {"type": "array", "items": ref}], "description": description}
+        elif many:
+            schema["properties"][field] = {"type": "array", "items": ref, "description": description}
+        else:
+            schema["properties"][field] = {**ref, "description": description}
     return schema
+
+
+def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Move a nested schema's ``$defs`` into the top-level ones under unique names."""
+    nested = schema.pop("$defs", {})
+    if not nested:
+        return schema
+    text = json.dumps(schema)
+    for name, definition in nested.items():
+        text = text.replace(f'"#/$defs/{name}"', f'"#/$defs/{prefix}{name}"')
+        defs[prefix + name] = json.loads(json.dumps(definition).replace('"#/$defs/', f'"#/$defs/{prefix}'))
+    return json.loads(text)
 
 
 SpecInput = Union[str, Path, dict, RunSpec]
