@@ -269,9 +269,9 @@ def plan(
     run = result.run
     console = _console()
     schedulers = ", ".join(f"{s['label']} (per {s['interval']})" for s in result.schedulers) or "none"
-    console.print(f"[bold]{result.name}[/bold]: {run.epochs} epochs x {run.steps_per_epoch} updates "
-                  f"({run.batches_per_epoch} batches, accumulate {run.accumulate}) = {len(result.updates)} updates; "
-                  f"schedulers: {schedulers}")
+    console.print(f"[bold]{result.name}[/bold]: {len(result.updates)} updates = {run.epochs} epochs x "
+                  f"{run.steps_per_epoch} ({run.batches_per_epoch} batches, accumulate {run.accumulate})")
+    console.print(f"schedulers: {schedulers}", markup=False)
     table = Table("update", "epoch", *(f"lr {g}" for g in result.groups), box=None)
     for update in result.sample():
         table.add_row(str(update.update), str(update.epoch), *(f"{lr:.6g}" for lr in update.lr))
@@ -279,8 +279,8 @@ def plan(
     for index, group in enumerate(result.groups):
         lrs = result.lrs(index)
         decay = sorted({u.weight_decay[index] for u in result.updates})
-        console.print(f"{group:>8} {result.sparkline(index)}  {min(lrs):.3g}..{max(lrs):.3g}, "
-                      f"weight decay {', '.join(f'{d:g}' for d in decay)}", markup=False)
+        console.print(f"{group:>8} {result.sparkline(index)} {min(lrs):.3g}..{max(lrs):.3g}", markup=False)
+        console.print(f"{'':>8} weight decay {', '.join(f'{d:g}' for d in decay)}", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(f"wrote {png}", markup=False)

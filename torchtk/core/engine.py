@@ -226,6 +226,7 @@ class Run:
         self.info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
                             batches_per_epoch=batches, accumulate=accumulate)
         self.schedulers = build_schedulers(spec, registry, build, self.optimizer, self.info)
+        self.last_update_lrs: dict[str, float] | None = None
         self.callbacks = [build("callback", ref) for ref in spec.callbacks]
         self.metrics = {ref.name.split("::")[-1]: build("metric", ref) for ref in spec.metrics}
         self.hooks = self._run_hooks(self.callbacks)
@@ -411,6 +412,8 @@ class Run:
                     optimizer.step()
                 if stepped:
                     state.step += 1
+                    if step_schedulers and index + 1 == batches:
+                        self.last_update_lrs = self.current_lrs()
                     for scheduler in step_schedulers:
                         scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -459,6 +462,13 @@ class Run:
         return row
 
     def learning_rates(self) -> dict[str, float]:
+        """The lr of every param group used by the epoch's last optimizer update, logged
+        as ``lr`` (one group) or ``lr/group<i>``. Per-update schedulers have already
+        stepped past it when the epoch ends, so their value is taken before that step."""
+        snapshot, self.last_update_lrs = self.last_update_lrs, None
+        return snapshot if snapshot is not None else self.current_lrs()
+
+    def current_lrs(self) -> dict[str, float]:
         groups = self.optimizer.param_groups
         if len(groups) == 1:
             return {"lr": float(groups[0]["lr"])}

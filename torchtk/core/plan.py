@@ -61,16 +61,13 @@ class Plan:
         }
 
     def sample(self, rows: int = 12) -> list[Update]:
-        """A few updates worth printing: each epoch's first update when there are few
-        epochs, else evenly spaced ones, always with the first and last update."""
+        """A few updates worth printing: the first update of each epoch (of evenly spaced
+        epochs when there are many), and the last update."""
         if not self.updates:
             return []
-        per_epoch = self.run.steps_per_epoch
-        if self.run.epochs <= rows:
-            picks = {(epoch - 1) * per_epoch for epoch in range(1, self.run.epochs + 1)}
-        else:
-            picks = {round(i * (len(self.updates) - 1) / (rows - 1)) for i in range(rows)}
-        picks |= {0, len(self.updates) - 1}
+        epochs, per_epoch = self.run.epochs, self.run.steps_per_epoch
+        shown = range(1, epochs + 1) if epochs <= rows else {1 + round(i * (epochs - 1) / (rows - 1)) for i in range(rows)}
+        picks = {(epoch - 1) * per_epoch for epoch in shown} | {len(self.updates) - 1}
         return [self.updates[i] for i in sorted(picks)]
 
     def sparkline(self, group: int, width: int = 40) -> str:
