@@ -164,3 +164,22 @@ def test_schema_accepts_valid_specs_and_rejects_invalid_ones(small_spec):
     small_spec["loss"][0]["params"]["gamma"] = 2.0
     small_spec["optimizer"]["name"] = "adma"
     assert list(validator.iter_errors(small_spec))
+
+
+def test_model_by_import_path_is_checked_and_trained(small_spec, tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "import torch\n\ndef tiny(width=4):\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(2, width), torch.nn.ReLU(), torch.nn.Linear(width, 1))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    small_spec["model"] = {"import": "my_models:tiny", "params": {"width": 6}}
+    spec = load_spec(small_spec)
+    assert spec.model.model_dump() == {"import": "my_models:tiny", "params": {"width": 6}}
+    assert load_spec(spec.model_dump(mode="json")).model.import_ == "my_models:tiny"  # spec.json round-trips
+    small_spec["trainer"]["epochs"] = 1
+    assert torchtk.train(small_spec).last["train_loss"] > 0
+    small_spec["model"]["params"] = {"depth": 2}
+    assert "does not accept" in problems(small_spec)["model.params"]
+    small_spec["model"] = {"import": "my_models:missing"}
+    assert "cannot import" in problems(small_spec)["model.import"]
+    small_spec["model"] = {"import": "my_models:tiny", "name": "mlp"}
+    assert "exactly one of name or import" in problems(small_spec)["model"]

@@ -240,6 +240,13 @@ class Run:
         self.epoch_seconds: list[float] = []
 
     def _build(self, kind: str, ref: Any, **context: Any) -> Any:
+        if getattr(ref, "import_", None) is not None:
+            from torchtk.core.components import load_object
+
+            try:
+                return load_object(ref.import_)(**ref.params)
+            except Exception as exc:
+                raise RunFailed(f"building model {ref.import_!r} failed: {type(exc).__name__}: {exc}") from exc
         component = self.registry.resolve(kind, ref.name)
         params = ref.validated_params
         if params is None:

@@ -45,6 +45,24 @@ class ComponentRef(_Strict):
         return self._built_params
 
 
+class ModelRef(ComponentRef):
+    """A model by component name, or any factory by import path:
+    ``{"import": "my_package.models:build", "params": {...}}`` calls ``build(**params)``."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
+
+    name: Optional[str] = Field(None, exclude_if=lambda value: value is None,
+                                description="Model component name (see tk list models).")
+    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=r"^[\w.]+:[\w.]+$",
+                                   description="package.module:factory returning an nn.Module.")
+
+    @model_validator(mode="after")
+    def _name_or_import(self) -> "ModelRef":
+        if (self.name is None) == (self.import_ is None):
+            raise ValueError("give exactly one of name or import")
+        return self
+
+
 class LossTerm(ComponentRef):
     """One term of the run's loss; the run's loss is the weighted sum of its terms."""
 
@@ -87,7 +105,7 @@ class RunSpec(_Strict):
     name: str = Field("run", pattern=r"^[\w.-]+$", description="Run name, used in the run directory's name.")
     description: str = Field("", description="What this run is for (shown by tk examples).")
     seed: int = Field(0, ge=0, description="Seed for initialisation, splitting and shuffling.")
-    model: ComponentRef
+    model: ModelRef
     data: DataSpec
     loss: list[LossTerm] = Field(min_length=1, description="One loss or a list of weighted terms.")
     optimizer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="adam"))
@@ -318,7 +336,11 @@ def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "
 
         registry = get_registry()
     problems: list[tuple[str, str]] = []
+    if spec.model.import_ is not None:
+        problems += _check_factory(spec.model)
     for path, kind, ref in spec.component_refs():
+        if ref.name is None:
+            continue
         try:
             component = registry.resolve(kind, ref.name)
         except TorchtkError as exc:
@@ -339,6 +361,27 @@ def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "
     return spec
 
 
+def _check_factory(ref: ModelRef) -> list[tuple[str, str]]:
+    """An imported model factory must import and accept the given params."""
+    import inspect
+
+    from torchtk.core.components import load_object
+
+    try:
+        factory = load_object(ref.import_)
+    except (ImportError, AttributeError) as exc:
+        return [("model.import", f"cannot import {ref.import_!r}: {type(exc).__name__}: {exc}")]
+    if not callable(factory):
+        return [("model.import", f"{ref.import_!r} is not callable")]
+    try:
+        inspect.signature(factory).bind(**ref.params)
+    except TypeError as exc:
+        return [("model.params", f"{ref.import_} does not accept these params: {exc}")]
+    except ValueError:  # no signature (builtins): let the call decide
+        pass
+    return []
+
+
 def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
     """JSON Schema of the run spec in which every component slot accepts exactly the
     installed components, each with its own params schema (``tk schema``).
@@ -354,14 +397,15 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
     schema = RunSpec.model_json_schema()
     defs = schema.setdefault("$defs", {})
     slots = {  # field -> (kind, the pydantic model of the slot, one-or-list)
-        "model": ("model", ComponentRef, False), "data": ("dataset", DataSpec, False),
+        "model": ("model", ModelRef, False), "data": ("dataset", DataSpec, False),
         "loss": ("loss", LossTerm, True), "optimizer": ("optimizer", ComponentRef, False),
         "scheduler": ("scheduler", SchedulerRef, True), "freeze": ("freeze", ComponentRef, True),
         "precision": ("precision", ComponentRef, False), "callbacks": ("callback", ComponentRef, True),
         "metrics": ("metric", ComponentRef, True),
     }
     for field, (kind, slot_model, many) in slots.items():
-        slot_fields = {k: v for k, v in defs[slot_model.__name__]["properties"].items() if k not in ("name", "params")}
+        slot_fields = {k: v for k, v in defs[slot_model.__name__]["properties"].items()
+                       if k not in ("name", "params", "import")}
         names: list[str] = []
         alternatives: list[dict[str, Any]] = []
         for component in registry.components(kind):
@@ -378,6 +422,11 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
                 "required": ["name"],
                 "additionalProperties": False,
             })
+        if slot_model is ModelRef:
+            alternatives.append({"type": "object", "title": "model by import path",
+                                 "properties": {"import": defs["ModelRef"]["properties"]["import"],
+                                                "params": {"type": "object"}},
+                                 "required": ["import"], "additionalProperties": False})
         defs[f"{kind}_ref"] = {"anyOf": [{"type": "string", "enum": names}, *alternatives]}
         ref = {"$ref": f"#/$defs/{kind}_ref"}
         description = schema["properties"][field].get("description", "")
