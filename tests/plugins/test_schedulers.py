@@ -213,6 +213,7 @@ def test_warmup_state_round_trips():
     opt = optimizer()
     first = torchtk.registry.create("scheduler", "warmup", optimizer=opt, length=3, then=then)
     for _ in range(5):
+        opt.step()
         first.step()
     state = copy.deepcopy(first.state_dict())
     opt2 = optimizer()
@@ -221,6 +222,7 @@ def test_warmup_state_round_trips():
     second.load_state_dict(state)
     opt2.load_state_dict(opt.state_dict())
     for _ in range(3):
+        opt.step(), opt2.step()
         first.step()
         second.step()
     assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in opt2.param_groups] == pytest.approx([0.1 * 0.5 ** 5, 0.01 * 0.5 ** 5])

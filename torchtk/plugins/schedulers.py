@@ -152,12 +152,14 @@ def _check_lr_function(text: str) -> str:
 
 
 class LambdaParams(Params):
-    """Set each group's lr to its initial lr times ``lr_lambda(epoch)`` (LambdaLR).
+    """Set each group's lr to its initial lr times lr_lambda(epoch) (LambdaLR).
 
-    ``lr_lambda`` is an arithmetic expression in ``epoch`` such as ``"0.95 ** epoch"`` or
-    ``"min(1, (epoch + 1) / 5)"``, or the name of a function-style scheduler such as
-    ``step_decay``. A list gives one per param group. ``epoch`` counts scheduler steps:
-    optimizer updates when the scheduler's interval is ``"step"``.
+    lr_lambda is an arithmetic expression in epoch such as "0.95 ** epoch" or
+    "min(1, (epoch + 1) / 5)", or the name of a function-style scheduler such as
+    step_decay (used with its default params). A list gives one per param group.
+    Expressions may use numbers, epoch, + - * / // % **, parentheses, pi, e, and
+    min, max, abs, exp, log, log10, sqrt, cos, sin, floor, ceil. epoch counts
+    scheduler steps: optimizer updates when the scheduler's interval is "step".
     """
 
     lr_lambda: Union[str, list[str]] = Field(
@@ -179,11 +181,11 @@ class LambdaParams(Params):
 
 
 class MultiplicativeParams(LambdaParams):
-    """Multiply each group's lr by ``lr_lambda(epoch)`` at every step (MultiplicativeLR).
+    """Multiply each group's lr by lr_lambda(epoch) at every step (MultiplicativeLR).
 
-    ``lr_lambda`` is an arithmetic expression in ``epoch`` such as ``"0.95"`` or
-    ``"0.9 if ..."``-free forms like ``"max(0.9, 1 - epoch / 100)"``, or the name of a
-    function-style scheduler. A list gives one per param group.
+    lr_lambda is an arithmetic expression in epoch such as "0.95" or
+    "max(0.9, 1 - epoch / 100)", or the name of a function-style scheduler. A list
+    gives one per param group.
     """
 
 
@@ -191,10 +193,12 @@ class MultiplicativeParams(LambdaParams):
 
 
 class StepDecayParams(Params):
-    """The classic step decay: ``lr = base_lr * factor ** (epoch // every)``.
+    """The classic step decay: lr = base_lr * factor ** (epoch // every).
 
-    A function-style scheduler: :func:`step_decay` gives the factor on the base lr, and
-    LambdaLR applies it. With the defaults the lr drops tenfold at epochs 30, 60, 90.
+    A function-style scheduler: torchtk.plugins.schedulers.step_decay gives the factor
+    on the base lr, and LambdaLR applies it. With the defaults the lr drops tenfold at
+    epochs 30, 60, 90. Its name also works as {"name": "lambda", "params":
+    {"lr_lambda": "step_decay"}}.
     """
 
     factor: float = Field(0.1, gt=0, description="Multiplier applied at each drop.")
@@ -270,9 +274,10 @@ def _no_metric_schedulers(refs: list[NestedScheduler], where: str) -> list[Neste
 class SequentialParams(Params):
     """Run schedulers one after another, switching at the given milestones (SequentialLR).
 
-    ``{"schedulers": [{"name": "linear", "params": {"start_factor": 0.1, "total_iters": 5}},
-    {"name": "cosine_annealing", "params": {"T_max": 45}}], "milestones": [5]}``.
-    All of them step at this scheduler's interval.
+    {"schedulers": [{"name": "linear", "params": {"start_factor": 0.1, "total_iters": 5}},
+    {"name": "cosine_annealing", "params": {"T_max": 45}}], "milestones": [5]}.
+    All of them step at this scheduler's interval; reduce_on_plateau cannot be one of
+    them (torch passes it no metric): use warmup for that.
     """
 
     schedulers: list[NestedScheduler] = Field(min_length=1, description="The schedulers, in order.")
@@ -298,7 +303,8 @@ class ChainedParams(Params):
     """Step several schedulers together, multiplying their effects (ChainedScheduler).
 
     Each scheduler's factor applies on top of the others', e.g. a constant warmup factor
-    times an exponential decay. A list in the spec's ``scheduler`` slot does the same.
+    times an exponential decay. A list in the spec's scheduler slot does the same, and
+    lets each member have its own interval.
     """
 
     schedulers: list[NestedScheduler] = Field(min_length=1, description="The schedulers stepped together.")
@@ -313,15 +319,17 @@ class ChainedParams(Params):
 
 
 class WarmupParams(Params):
-    """Warm the lr up for ``length`` steps, then hand over to any scheduler (``then``).
+    """Warm the lr up for length steps, then hand over to any scheduler (then).
 
-    Linear warmup ramps each group's factor from ``start_factor`` to 1; constant warmup
-    holds it at ``start_factor``. The length counts this scheduler's steps: epochs by
-    default, optimizer updates with ``"interval": "step"`` on the scheduler ref (so
-    gradient accumulation never shortens it). ``then`` starts from its own step 0 when
-    the warmup ends and steps at the same interval; it may be ``reduce_on_plateau``,
-    which then receives the monitored metric (interval ``epoch`` only). Per-group
-    learning rates are kept: each group warms up to its own lr.
+    Linear warmup ramps each group's factor from start_factor to 1 (reached at step
+    length); constant warmup holds it at start_factor. length counts this scheduler's
+    steps: epochs by default, optimizer updates with "interval": "step" on the
+    scheduler ref, so gradient accumulation never shortens it. then starts from its
+    own step 0 when the warmup ends and steps at the same interval; it may be
+    reduce_on_plateau, which then receives the monitored metric (interval epoch only;
+    metrics seen during warmup are ignored). Each param group warms up to its own lr.
+    Warmup sets the lr itself: put the scheduler that follows in then, not beside
+    warmup in a list.
     """
 
     length: int = Field(ge=1, description="Warmup length in scheduler steps (epochs, or updates with interval step).")
