@@ -50,7 +50,7 @@ def test_show_unknown_name_suggests_and_exits_2(tk):
 
 
 def test_unknown_kind_exits_2(tk):
-    assert_clean_error(tk("list", "lossez"), "valid kinds")
+    assert_clean_error(tk("list", "lossez"), "Did you mean 'losses'?", "Valid kinds")
 
 
 def test_plugins_lists_builtins_with_distribution(tk):
@@ -168,3 +168,40 @@ def test_listing_commands_do_not_import_torch(args):
 def test_python_m_torchtk_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "torchtk", "list", "--json"], capture_output=True, text=True)
     assert result.returncode == 0 and "loss" in json.loads(result.stdout)
+
+
+def test_sigterm_keeps_the_last_checkpoint_and_the_run_resumes(spec_file, small_spec, tmp_path):
+    import os
+    import signal
+    import time
+
+    import torch
+
+    small_spec["data"]["params"] = {"n_positive": 2000, "n_negative": 6000}
+    small_spec["trainer"]["epochs"] = 400
+    path = spec_file(small_spec)
+    tk_bin = os.path.join(os.path.dirname(sys.executable), "tk")
+    process = subprocess.Popen([tk_bin, "train", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(runs.glob("*/checkpoints/last.pt")):
+        time.sleep(0.1)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    run_dir = next(runs.iterdir())
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert 1 <= checkpoint["epoch"] < 400
+    resumed = subprocess.run([tk_bin, "train", str(path), "--resume", str(run_dir), "--json",
+                              "--set", f"trainer.epochs={checkpoint['epoch'] + 1}"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs_run"] == checkpoint["epoch"] + 1
+
+
+def test_a_rings_run_does_not_import_torchvision(small_spec, tmp_path):
+    code = ("import sys, json, torchtk\n"
+            f"torchtk.train(json.loads({json.dumps(json.dumps(small_spec))}))\n"
+            "print('torchvision' in sys.modules)")
+    assert run_python(code).splitlines()[-1] == "False"

@@ -87,7 +87,7 @@ def test_unknown_name_suggests_close_names_and_the_list_command():
 
 
 def test_unknown_kind_is_user_error():
-    with pytest.raises(UserInputError, match="valid kinds"):
+    with pytest.raises(UserInputError, match="Valid kinds"):
         torchtk.registry.names("lossez")
 
 

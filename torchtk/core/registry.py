@@ -89,7 +89,10 @@ class Registry:
     def _kind(self, kind: str) -> str:
         found = kind_named(kind)
         if found is None:
-            raise UserInputError(f"unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+            spellings = [k.name for k in KINDS.values()] + [k.plural for k in KINDS.values()]
+            close = difflib.get_close_matches(kind.lower(), spellings, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UserInputError(f"unknown kind {kind!r}.{hint} Valid kinds: {', '.join(KINDS)}")
         return found.name
 
     def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
