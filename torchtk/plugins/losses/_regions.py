@@ -43,7 +43,8 @@ class RegionSums(torch.autograd.Function):
 
     ``t`` must already be zero where ``mask`` is zero. With ``dims=None`` both inputs are
     1-D and everything is one region (``I`` is then a dot product, no temporary).
-    Backward: ``dL/dp = dL/dI * t + dL/dP * mask`` and ``dL/dt = dL/dI * p + dL/dT``.
+    Backward: ``dL/dp = dL/dI * t + dL/dP * mask`` and ``dL/dt = dL/dI * p + dL/dT``,
+    two elementwise kernels instead of autograd's product, sum and accumulation chain.
     """
 
     @staticmethod
@@ -73,10 +74,12 @@ class RegionSums(torch.autograd.Function):
                 return g.reshape(shape)
         grad_prob = grad_target = None
         if ctx.needs_input_grad[0]:
-            g_p = spread(g_pred) if mask is None else spread(g_pred) * mask
-            grad_prob = torch.addcmul(g_p, target, spread(g_inter)).expand_as(prob)
+            # (t * gI) + gP as two kernels: addcmul with broadcast scalars is 2-3x slower on CPU
+            grad_prob = target * spread(g_inter)
+            grad_prob = grad_prob.add_(spread(g_pred)) if mask is None else grad_prob.addcmul_(mask, spread(g_pred))
+            grad_prob = grad_prob.expand_as(prob)
         if ctx.needs_input_grad[1]:
-            grad_target = torch.addcmul(spread(g_true), prob, spread(g_inter)).expand_as(target)
+            grad_target = (prob * spread(g_inter)).add_(spread(g_true)).expand_as(target)
         return grad_prob, grad_target, None, None
 
 
@@ -173,13 +176,26 @@ class RegionLoss(nn.Module):
 
     def reduce(self, loss: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         if self.empty_target == "penalize_fp":
-            return loss.mean()
+            return loss if loss.ndim == 0 else loss.mean()
         present = (true > 0).to(loss.dtype)
         if self.empty_target == "zero":
             return (loss * present).mean()
         return (loss * present).sum() / present.sum().clamp_min(1)
 
+    def fast_sums(self, output: torch.Tensor, target: torch.Tensor) -> Optional[tuple]:
+        """The common case (binary, whole batch, float32 tensors of one shape, no autocast)
+        without the general layout code: the same arithmetic, less Python per call."""
+        if (self.mode != "binary" or self.reduction != "batch" or self.ignore_index is not None
+                or output.dtype != torch.float32 or target.dtype != torch.float32 or output.shape != target.shape
+                or torch.is_autocast_enabled(output.device.type)):
+            return None
+        prob = torch.sigmoid(output.reshape(-1)) if self.from_logits else output.reshape(-1)
+        return RegionSums.apply(prob, target.reshape(-1), None, None)
+
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        sums = self.fast_sums(output, target)
+        if sums is not None:
+            return self.reduce(self.region_loss(*sums), sums[2])
         with full_precision(output):
             batch = self.prepare(output, target)
             inter, pred, true = self.sums(batch)
