@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test bench clean
 
-$(BIN)/tk: pyproject.toml
+$(BIN)/tk: pyproject.toml contrib/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" -e contrib/torchtk-torchmetrics
 	touch $(BIN)/tk
 
 install: $(BIN)/tk

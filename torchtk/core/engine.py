@@ -228,7 +228,7 @@ class Run:
         self.schedulers = build_schedulers(spec, registry, build, self.optimizer, self.info)
         self.last_update_lrs: dict[str, float] | None = None
         self.callbacks = [build("callback", ref) for ref in spec.callbacks]
-        self.metrics = {ref.name.split("::")[-1]: build("metric", ref) for ref in spec.metrics}
+        self.metrics = {ref.name.split("::")[-1]: self._on_device(build("metric", ref)) for ref in spec.metrics}
         self.hooks = self._run_hooks(self.callbacks)
         self._check_monitors()
 
@@ -238,6 +238,10 @@ class Run:
         self.best_value: float | None = None
         self.best_row: dict[str, float] = {}
         self.epoch_seconds: list[float] = []
+
+    def _on_device(self, metric: Any) -> Any:
+        """Metrics with state tensors (torchmetrics) move to the run's device."""
+        return metric.to(self.device) if callable(getattr(metric, "to", None)) else metric
 
     def _build(self, kind: str, ref: Any, **context: Any) -> Any:
         if getattr(ref, "import_", None) is not None:
