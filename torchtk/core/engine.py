@@ -8,6 +8,7 @@ are never called.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
@@ -383,6 +384,7 @@ class Run:
 
         model, optimizer, loss_fn, state = self.model, self.optimizer, self.loss, self.state
         scaler, autocast = self.precision.scaler, self.precision.autocast
+        autocast = None if autocast is contextlib.nullcontext else autocast  # fp32: skip the context manager
         accumulate, device = self.info.accumulate, self.device
         log_every = self.spec.trainer.log_every_n_steps
         step_schedulers = [s.scheduler for s in self.schedulers if s.interval == "step"]
@@ -396,9 +398,13 @@ class Run:
         for index, (inputs, target) in enumerate(self.train_batches):
             if inputs.device != device:
                 inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            with autocast():
+            if autocast is None:
                 output = model(inputs)
                 loss, values = loss_fn(output, target)
+            else:
+                with autocast():
+                    output = model(inputs)
+                    loss, values = loss_fn(output, target)
             total_sum += loss.detach()
             for term_sum, value in zip(term_sums, values):
                 term_sum += value.detach()

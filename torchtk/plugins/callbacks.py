@@ -24,13 +24,14 @@ class GradClip:
 
     @hookimpl
     def on_fit_start(self, state):
+        from torch.nn.utils import clip_grad_norm_
+
+        self.clip = clip_grad_norm_
         self.parameters = [p for p in state.model.parameters() if p.requires_grad]
 
     @hookimpl
     def on_step(self, state):
-        import torch
-
-        torch.nn.utils.clip_grad_norm_(self.parameters, self.max_norm, norm_type=self.norm_type)
+        self.clip(self.parameters, self.max_norm, norm_type=self.norm_type)
 
 
 class EarlyStoppingParams(Params):
