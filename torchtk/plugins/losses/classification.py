@@ -167,7 +167,9 @@ def focal_loss(params: FocalParams):
         log_p_t = log_prob.gather(1, target.unsqueeze(1)).squeeze(1)
         loss = -log_p_t
         if gamma:
-            loss = loss * (1 - log_p_t.exp()).clamp_min(0).pow(gamma)
+            rest = 1 - log_p_t.exp()
+            # p_t can round to a hair above 1; only a fractional power of that is NaN
+            loss = loss * (rest if float(gamma).is_integer() else rest.clamp_min(0)).pow(gamma)
         if isinstance(alpha, list):
             loss = loss * class_weights(log_prob)[target]
         elif alpha is not None:
