@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
+import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -78,3 +80,22 @@ def tk(capsys):
         return TkResult(exited.value.code, out.out, out.err)
 
     return run
+
+
+@pytest.fixture
+def installed_plugins(tmp_path, monkeypatch):
+    """Install fake distributions with ``torchtk`` entry points on sys.path."""
+
+    def install(dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None):
+        info = tmp_path / f"{dist}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[torchtk]\n{lines}\n")
+        for name, source in (modules or {}).items():
+            (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+
+    yield install
+    for name in [m for m in sys.modules if m.startswith("torchtk_fake")]:
+        del sys.modules[name]

@@ -205,3 +205,14 @@ def test_a_rings_run_does_not_import_torchvision(small_spec, tmp_path):
             f"torchtk.train(json.loads({json.dumps(json.dumps(small_spec))}))\n"
             "print('torchvision' in sys.modules)")
     assert run_python(code).splitlines()[-1] == "False"
+
+
+def test_a_broken_plugin_is_one_warning_and_listed_with_its_reason(tk, installed_plugins):
+    installed_plugins("torchtk-broken", {"broken": "torchtk_fake_missing_module"})
+    result = tk("list", "losses")
+    assert result.exit_code == 0 and "focal" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "'broken' failed to load" in warnings[0]
+    plugins = {p["name"]: p for p in tk("plugins", "--json").json()["plugins"]}
+    assert plugins["broken"]["status"].startswith("broken: ModuleNotFoundError")
+    assert plugins["broken"]["distribution"] == "torchtk-broken"

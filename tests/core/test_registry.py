@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
 import types
 
 import pytest
@@ -150,25 +148,6 @@ def test_plugin_whose_catalog_raises_is_broken_not_fatal():
         names = registry.names("loss")
     assert "focal" in names
     assert registry.host.plugins["raising_catalog"].reason == "RuntimeError: cannot find my weights"
-
-
-@pytest.fixture
-def installed_plugins(tmp_path, monkeypatch):
-    """Install fake distributions with ``torchtk`` entry points on sys.path."""
-
-    def install(dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None):
-        info = tmp_path / f"{dist}-1.2.3.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-        lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[torchtk]\n{lines}\n")
-        for name, source in (modules or {}).items():
-            (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        monkeypatch.syspath_prepend(str(tmp_path))
-
-    yield install
-    for name in [m for m in sys.modules if m.startswith("torchtk_fake")]:
-        del sys.modules[name]
 
 
 GOOD_PLUGIN = """

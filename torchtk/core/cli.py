@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tk`` console script; exits with 0, 1 or 2 (see DESIGN.md)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    from torchtk.core.plugins import PluginWarning
+
+    warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
     _options["debug"] = "--debug" in argv
     try:
         app(args=argv, prog_name="tk", standalone_mode=False)
