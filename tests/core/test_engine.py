@@ -246,3 +246,55 @@ def test_hooks_nobody_configured_are_not_called(small_spec, monkeypatch):
     small_spec["trainer"]["epochs"] = 1
     torchtk.train(small_spec)
     assert calls == [0]
+
+
+def tuple_plugin(moved):
+    """A dataset of (x, (y, y)) samples that is not a TensorDataset, and a loss taking tuple targets."""
+    module = types.ModuleType("tuple_plugin")
+
+    class PairedRings(torch.utils.data.Dataset):
+        def __init__(self):
+            self.inner = torchtk.registry.create("dataset", "rings", n_positive=100, n_negative=300)
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, index):
+            x, y = self.inner[index]
+            return x, (y, y)
+
+    class PairLoss(torch.nn.Module):
+        def to(self, device):
+            moved.append(device)
+            return super().to(device)
+
+        def forward(self, output, target):
+            first, second = target
+            bce = torch.nn.functional.binary_cross_entropy_with_logits
+            return bce(output, first) + bce(output, second)
+
+    @hookimpl
+    def register_components(register):
+        register(Component("dataset", "paired_rings", "Rings with a pair of targets.", params=NoParams))
+        register(Component("loss", "pair_bce", "BCE against both targets of a pair.", params=NoParams))
+
+    @hookimpl
+    def make_dataset(name, params):
+        return PairedRings()
+
+    @hookimpl
+    def make_loss(name, params):
+        return PairLoss()
+
+    module.register_components, module.make_dataset, module.make_loss = register_components, make_dataset, make_loss
+    return module
+
+
+def test_dataloader_path_with_tuple_targets_and_loss_modules_on_the_run_device(small_spec):
+    moved = []
+    small_spec.update(data={"name": "paired_rings", "batch_size": 50, "val_split": 0.25}, loss="pair_bce",
+                      metrics=[], callbacks=[])
+    small_spec["trainer"]["epochs"] = 2
+    result = torchtk.train(small_spec, registry=registry_with(tuple_plugin(moved)))
+    assert moved == [torch.device("cpu")]
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]

@@ -88,6 +88,13 @@ class TensorBatches:
                 yield [t[start:start + self.batch_size] for t in self.tensors]
 
 
+def to_device(batch: Any, device: Any) -> Any:
+    """A tensor, or a tuple/list of them (multi-input losses such as triplet or CTC), on ``device``."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(item, device) for item in batch)
+    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
+
+
 def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any) -> tuple[Any, Any]:
     """Train and validation batch iterables, split reproducibly from the run seed."""
     import torch
@@ -219,7 +226,8 @@ class Run:
             groups = result if result is not None else groups
         parameters = groups if groups is not None else [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build("optimizer", spec.optimizer, parameters=parameters)
-        self.loss = LossSum([ref.name for ref in spec.loss], [build("loss", ref, model=self.model) for ref in spec.loss],
+        self.loss = LossSum([ref.name for ref in spec.loss],
+                            [self._on_device(build("loss", ref, model=self.model)) for ref in spec.loss],
                             [ref.weight for ref in spec.loss])
         self.precision = build("precision", spec.precision, device=self.device)
         accumulate = spec.trainer.accumulate_grad_batches
@@ -240,9 +248,10 @@ class Run:
         self.best_row: dict[str, float] = {}
         self.epoch_seconds: list[float] = []
 
-    def _on_device(self, metric: Any) -> Any:
-        """Metrics with state tensors (torchmetrics) move to the run's device."""
-        return metric.to(self.device) if callable(getattr(metric, "to", None)) else metric
+    def _on_device(self, component: Any) -> Any:
+        """Losses with tensor params (``pos_weight``) and metrics with state tensors
+        (torchmetrics) move to the run's device."""
+        return component.to(self.device) if callable(getattr(component, "to", None)) else component
 
     def _build(self, kind: str, ref: Any, **context: Any) -> Any:
         if getattr(ref, "import_", None) is not None:
@@ -394,10 +403,11 @@ class Run:
         total_sum = torch.zeros((), device=device)
         term_sums = [torch.zeros((), device=device) for _ in loss_fn.terms] if multi_term else []
         batches = self.info.batches_per_epoch
+        move = not isinstance(self.train_batches, TensorBatches)  # TensorBatches live on the device already
         model.train()
         for index, (inputs, target) in enumerate(self.train_batches):
-            if inputs.device != device:
-                inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            if move:
+                inputs, target = to_device(inputs, device), to_device(target, device)
             if autocast is None:
                 output = model(inputs)
                 loss, values = loss_fn(output, target)
@@ -456,21 +466,22 @@ class Run:
         total_sum = torch.zeros((), device=device, dtype=torch.float64)
         term_sums = [torch.zeros((), device=device, dtype=torch.float64) for _ in loss_fn.terms] if multi_term else []
         count = 0
+        move = not isinstance(self.val_batches, TensorBatches)
         model.eval()
         with torch.no_grad():
             for inputs, target in self.val_batches:
-                if inputs.device != device:
-                    inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
+                if move:
+                    inputs, target = to_device(inputs, device), to_device(target, device)
                 with autocast():
                     output = model(inputs)
                     loss, values = loss_fn(output, target)
-                size = len(inputs)
+                size = len(target[0] if isinstance(target, (tuple, list)) else target)
                 count += size
                 total_sum += loss.double() * size
                 for term_sum, value in zip(term_sums, values):
                     term_sum += value.double() * size
                 for metric in self.metrics.values():
-                    metric.update(output.float(), target)
+                    metric.update(output.float() if hasattr(output, "float") else output, target)
         row = {"val_loss": total_sum.item() / count}
         for name, term_sum in zip(loss_fn.names, term_sums):
             row[f"val_loss/{name.split('::')[-1]}"] = term_sum.item() / count
