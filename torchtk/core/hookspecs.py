@@ -78,7 +78,10 @@ def make_scheduler(name: str, params: BaseModel, optimizer: Any, run: RunInfo | 
     Called on the providing plugin only (provider call), once per run, after the
     optimizer is built. Whether the scheduler steps per optimizer update or per epoch,
     and whether it needs a monitored metric, is declared in the component's catalog
-    entry (``Component(extras={"interval": "step" | "epoch", "needs_metric": bool})``).
+    entry (``Component(extras={"interval": "step" | "epoch", "needs_metric": bool})``);
+    a built scheduler may override ``needs_metric`` with a bool attribute of that name
+    (a warmup followed by ``reduce_on_plateau`` does). The spec's ``interval`` overrides
+    the declared one.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
