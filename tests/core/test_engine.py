@@ -298,3 +298,10 @@ def test_dataloader_path_with_tuple_targets_and_loss_modules_on_the_run_device(s
     result = torchtk.train(small_spec, registry=registry_with(tuple_plugin(moved)))
     assert moved == [torch.device("cpu")]
     assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_resume_with_a_different_model_is_user_error(small_spec):
+    partial = torchtk.train(small_spec, overrides=["trainer.epochs=1"])
+    small_spec["model"]["params"]["hidden"] = [32]
+    with pytest.raises(UserInputError, match="was not written by a run of this spec"):
+        torchtk.train(small_spec, resume=partial.run_dir)

@@ -329,8 +329,14 @@ class Run:
             payload = torch.load(path, map_location=self.device, weights_only=True)
         except FileNotFoundError:
             raise UserInputError(f"--resume: no checkpoint at {path}") from None
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        except Exception as exc:
+            raise UserInputError(f"--resume: cannot read {path}: {type(exc).__name__}: {exc}") from exc
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserInputError(f"--resume: {path} was not written by a run of this spec (model or optimizer "
+                                 f"differ): {str(exc).splitlines()[0]}") from exc
         for scheduled, state in zip(self.schedulers, payload["schedulers"]):
             scheduled.scheduler.load_state_dict(state)
         if self.precision.scaler is not None and payload["scaler"] is not None:
