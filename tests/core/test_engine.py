@@ -120,6 +120,7 @@ class LabelParams(Params):
 
 def recorder_plugin(log, interrupt_at_epoch=None):
     module = types.ModuleType("recorder_plugin")
+    interrupted = []  # the interrupt fires once, so the resumed run (same spec) goes on
 
     @hookimpl
     def register_components(register):
@@ -132,7 +133,8 @@ def recorder_plugin(log, interrupt_at_epoch=None):
             class Interrupt:
                 @hookimpl
                 def on_epoch_end(self, state):
-                    if state.epoch == interrupt_at_epoch:
+                    if state.epoch == interrupt_at_epoch and not interrupted:
+                        interrupted.append(state.epoch)
                         raise KeyboardInterrupt
             return Interrupt()
         recorder = Recorder(params.label, log)
@@ -182,7 +184,6 @@ def test_interrupted_run_keeps_its_last_checkpoint_and_resumes_identically(small
         torchtk.train(small_spec, registry=registry)
     run_dir = sorted((p for p in straight.run_dir.parent.iterdir() if p != straight.run_dir))[-1]
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
-    small_spec["callbacks"].pop()
     resumed = torchtk.train(small_spec, registry=registry, resume=run_dir)
     assert resumed.history == straight.history
 
@@ -300,8 +301,179 @@ def test_dataloader_path_with_tuple_targets_and_loss_modules_on_the_run_device(s
     assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
 
 
-def test_resume_with_a_different_model_is_user_error(small_spec):
+def test_resume_with_a_different_spec_is_user_error_naming_the_differences(small_spec):
     partial = torchtk.train(small_spec, overrides=["trainer.epochs=1"])
+    spec_json = (partial.run_dir / "spec.json").read_text()
     small_spec["model"]["params"]["hidden"] = [32]
-    with pytest.raises(UserInputError, match="was not written by a run of this spec"):
+    small_spec["optimizer"]["params"]["lr"] = 0.5
+    with pytest.raises(UserInputError, match=r"at model.params.hidden\[0\], optimizer.params.lr; only trainer"):
         torchtk.train(small_spec, resume=partial.run_dir)
+    assert (partial.run_dir / "spec.json").read_text() == spec_json  # nothing the run had is touched
+
+
+def test_resume_may_change_epochs_and_device(small_spec):
+    partial = torchtk.train(small_spec, overrides=["trainer.epochs=1"])
+    resumed = torchtk.train(small_spec, overrides=["trainer.epochs=2", "trainer.device=auto"], resume=partial.run_dir)
+    assert len(resumed.history) == 2
+
+
+def test_resuming_a_run_that_stopped_early_trains_nothing_more(small_spec):
+    small_spec["optimizer"]["params"]["lr"] = 1e-6
+    small_spec["callbacks"] = [{"name": "early_stopping", "params": {"monitor": "val_accuracy", "patience": 1,
+                                                                     "mode": "max"}}]
+    small_spec["trainer"]["epochs"] = 20
+    stopped = torchtk.train(small_spec)
+    assert stopped.stopped_early
+    last = (stopped.run_dir / "checkpoints" / "last.pt").read_bytes()
+    resumed = torchtk.train(small_spec, resume=stopped.run_dir)
+    assert resumed.history == stopped.history and resumed.stopped_early
+    assert (stopped.run_dir / "checkpoints" / "last.pt").read_bytes() == last
+
+
+def test_a_callback_monitor_that_is_not_logged_fails_before_training(small_spec):
+    small_spec["callbacks"] = [{"name": "early_stopping", "params": {"monitor": "val_acuracy"}}]
+    with pytest.raises(UserInputError, match=r"callbacks\[0\].params.monitor: 'val_acuracy' is not logged"):
+        torchtk.train(small_spec)
+
+
+def test_same_name_loss_terms_and_metrics_get_distinct_columns(small_spec):
+    small_spec["loss"] = ["bce_with_logits", {"name": "l2_regularization", "params": {"alpha": 1e-4}},
+                          {"name": "l2_regularization", "params": {"alpha": 1e-3}}]
+    small_spec["metrics"] = ["accuracy", {"name": "accuracy", "params": {"threshold": 1.0}}]
+    small_spec["trainer"]["epochs"] = 1
+    row = torchtk.train(small_spec).history[0]
+    assert row["train_loss/l2_regularization_2"] == pytest.approx(10 * row["train_loss/l2_regularization"])
+    assert {"val_accuracy", "val_accuracy_2"} <= set(row)
+
+
+class SkipEveryOtherStep:
+    """An on_step guard that skips updates, as a NaN guard would."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @hookimpl
+    def on_step(self, state):
+        self.calls += 1
+        state.skip_step = self.calls % 2 == 0
+
+
+def test_skipping_steps_under_fp16_keeps_training(small_spec):
+    plugin = types.ModuleType("skipper")
+
+    @hookimpl
+    def register_components(register):
+        register(Component("callback", "skip_every_other", "Skips every other update.", params=NoParams))
+
+    @hookimpl
+    def make_callback(name, params):
+        return SkipEveryOtherStep()
+
+    plugin.register_components, plugin.make_callback = register_components, make_callback
+    small_spec.update(precision="fp16", callbacks=["skip_every_other"])
+    small_spec["trainer"]["epochs"] = 2
+    result = torchtk.train(small_spec, registry=registry_with(plugin))
+    checkpoint = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] <= 12  # at most half of the 24 updates happened
+
+
+def test_frozen_batchnorm_statistics_stay_fixed(small_spec, tmp_path, monkeypatch):
+    (tmp_path / "bn_models.py").write_text(
+        "import torch\n\ndef bn_net():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),\n"
+        "                               torch.nn.Linear(8, 1))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    small_spec.update(model={"import": "bn_models:bn_net"}, loss="bce_with_logits",
+                      freeze=[{"name": "freeze", "params": {"modules": ["0.", "1."]}}])
+    torch.manual_seed(small_spec["seed"])
+    import bn_models
+
+    initial = bn_models.bn_net().state_dict()
+    weights = torch.load(torchtk.train(small_spec).run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert torch.equal(weights["1.running_mean"], initial["1.running_mean"])  # eval mode every epoch
+    assert not torch.equal(weights["3.weight"], initial["3.weight"])
+
+
+def sequence_metric_plugin(values):
+    """A metric whose value at epoch k is values[k - 1] (NaN included)."""
+    module = types.ModuleType("sequence_metric")
+
+    class Sequence:
+        def __init__(self):
+            self.epoch = 0
+
+        def reset(self):
+            self.epoch += 1
+
+        def update(self, output, target):
+            pass
+
+        def compute(self):
+            return values[self.epoch - 1]
+
+    @hookimpl
+    def register_components(register):
+        register(Component("metric", "sequence", "Replays given values.", params=NoParams))
+
+    @hookimpl
+    def make_metric(name, params):
+        return Sequence()
+
+    module.register_components, module.make_metric = register_components, make_metric
+    return module
+
+
+def test_a_nan_monitor_value_never_becomes_the_best(small_spec):
+    small_spec["metrics"] = ["sequence"]
+    small_spec["trainer"].update(monitor="val_sequence", mode="max")
+    result = torchtk.train(small_spec, registry=registry_with(sequence_metric_plugin([float("nan"), 0.5, 0.4])))
+    assert result.best["epoch"] == 2
+    assert torch.load(result.run_dir / "checkpoints" / "best.pt", weights_only=True)["epoch"] == 2
+
+
+class GradientRecorder:
+    def __init__(self):
+        self.grads = []
+
+    @hookimpl
+    def on_step(self, state):
+        self.grads.append([p.grad.clone() for p in state.model.parameters()])
+
+
+def test_accumulation_averages_each_window_over_its_own_batches(small_spec):
+    recorder = GradientRecorder()
+    plugin = types.ModuleType("grads")
+
+    @hookimpl
+    def register_components(register):
+        register(Component("callback", "grads", "Records gradients.", params=NoParams))
+
+    @hookimpl
+    def make_callback(name, params):
+        return recorder
+
+    plugin.register_components, plugin.make_callback = register_components, make_callback
+    # 600 training samples in batches of 200: 3 batches, windows of 2 and 1
+    small_spec.update(loss="bce_with_logits", callbacks=["grads"], scheduler=[],
+                      optimizer={"name": "sgd", "params": {"lr": 0.1}})
+    small_spec["data"].update(batch_size=200, shuffle=False)
+    small_spec["trainer"].update(epochs=1, accumulate_grad_batches=2)
+    result = torchtk.train(small_spec, registry=registry_with(plugin))
+    assert len(recorder.grads) == 2
+    # the last window's gradient is the plain mean-loss gradient of its one batch
+    torch.manual_seed(small_spec["seed"])
+    model = torchtk.registry.create("model", "mlp", **small_spec["model"]["params"])
+    dataset = torchtk.registry.create("dataset", "rings", **small_spec["data"]["params"])
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(small_spec["seed"]))
+    train_index = order[200:]
+    x, y = dataset.tensors[0][train_index], dataset.tensors[1][train_index]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for start in (0, 200):
+        (loss_fn(model(x[start:start + 200]), y[start:start + 200]) / 2).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    loss_fn(model(x[400:]), y[400:]).backward()
+    for expected, got in zip((p.grad for p in model.parameters()), recorder.grads[1]):
+        assert torch.allclose(expected, got, atol=1e-6)
+    assert result.history[0]["train_loss"] > 0

@@ -226,3 +226,63 @@ def test_importing_torchtk_registers_nothing():
 
     importlib.reload(torchtk)
     assert registry_module._default is None
+
+
+def make_aliased_plugin(name: str, kind: str, component: str, aliases: tuple[str, ...]):
+    module = types.ModuleType(name)
+
+    class P(Params):
+        """Nothing."""
+
+    @hookimpl
+    def register_components(register):
+        register(Component(kind, component, "A test component.", params=P, aliases=aliases))
+
+    @hookimpl
+    def make_callback(name, params):
+        return object()
+
+    module.register_components, module.make_callback = register_components, make_callback
+    return module
+
+
+def test_a_new_name_that_equals_a_builtin_alias_is_a_conflict_not_a_takeover():
+    registry = registry_with(make_aliased_plugin("evil", "callback", "gradient_clipping", ()))
+    assert ("callback", "gradient_clipping") in [(k, t) for k, t, _ in registry.conflicts()]
+    with pytest.raises(AmbiguousComponentError, match=r"alias of 'grad_clip'"):
+        registry.resolve("callback", "gradient_clipping")
+    assert registry.resolve("callback", "grad_clip").plugin == "torchtk.plugins.callbacks"
+    assert registry.resolve("callback", "evil::gradient_clipping").plugin == "evil"
+
+
+def test_two_plugins_claiming_one_alias_is_a_conflict_either_order():
+    a = make_aliased_plugin("plugin_a", "callback", "clip_a", ("clip",))
+    b = make_aliased_plugin("plugin_b", "callback", "clip_b", ("clip",))
+    for registry in (registry_with(a, b), registry_with(b, a)):
+        assert ("callback", "clip") in [(k, t) for k, t, _ in registry.conflicts()]
+        with pytest.raises(AmbiguousComponentError, match="plugin_a.*plugin_b|plugin_b.*plugin_a"):
+            registry.resolve("callback", "clip")
+        # a scope picks the provider, by name or by alias
+        assert registry.resolve("callback", "plugin_b::clip").name == "clip_b"
+        assert registry.resolve("callback", "plugin_a::clip_a").name == "clip_a"
+
+
+def test_a_lazy_params_model_that_fails_to_load_makes_its_plugin_broken():
+    module = types.ModuleType("lazy_broken")
+
+    @hookimpl
+    def register_components(register):
+        register(Component("loss", "needs_missing_dep", "Needs a missing package.",
+                           params="torchtk_missing_dependency_xyz:Params"))
+
+    @hookimpl
+    def make_loss(name, params):
+        return None
+
+    module.register_components, module.make_loss = register_components, make_loss
+    registry = registry_with(module)
+    assert "needs_missing_dep" in registry.names("loss")  # listing never loads params
+    with pytest.warns(UserWarning, match="lazy_broken"), pytest.raises(BrokenPluginError) as raised:
+        registry.describe("loss", "needs_missing_dep")
+    assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+    assert registry.host.plugins["lazy_broken"].broken

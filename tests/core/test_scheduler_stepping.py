@@ -12,7 +12,7 @@ from pydantic import Field
 
 import torchtk
 from torchtk import Component, Params, hookimpl
-from torchtk.core.engine import Run
+from torchtk.core.engine import Run, RunInterrupted
 from torchtk.core.errors import UserInputError
 from torchtk.core.progress import Reporter
 from torchtk.core.spec import load_spec
@@ -38,7 +38,9 @@ class TwoGroupsParams(Params):
 
 
 class SteppingPlugin:
-    """Components these tests need: a poisonable model, a stopper, a two-group policy."""
+    """Components these tests need: a poisonable model, an interrupter, a two-group policy."""
+
+    interrupted = False
 
     __name__ = "stepping_test_plugin"
 
@@ -71,13 +73,18 @@ class SteppingPlugin:
 
     @hookimpl
     def make_callback(self, name, params):
-        class Stop:
+        plugin = self
+
+        class Interrupt:
+            """Ctrl-C after an epoch, once per plugin, so a resumed run with the same spec goes on."""
+
             @hookimpl
             def on_epoch_end(self, state):
-                if state.epoch == params.epoch:
-                    state.should_stop = True
+                if state.epoch == params.epoch and not plugin.interrupted:
+                    plugin.interrupted = True
+                    raise KeyboardInterrupt
 
-        return Stop()
+        return Interrupt()
 
     @hookimpl
     def freeze_policy(self, name, params):
@@ -198,9 +205,11 @@ def test_a_resumed_run_continues_the_same_lr_sequence(small_spec, registry, tmp_
     straight = torchtk.train(spec, registry=registry)
     interrupted_spec = copy.deepcopy(spec)
     interrupted_spec["callbacks"] = spec["callbacks"] + [{"name": "stop_after", "params": {"epoch": 2}}]
-    interrupted = torchtk.train(interrupted_spec, registry=registry)
-    assert len(interrupted.history) == 2
-    resumed = torchtk.train(interrupted_spec, registry=registry, resume=interrupted.run_dir)
+    with pytest.raises(RunInterrupted):
+        torchtk.train(interrupted_spec, registry=registry)
+    run_dir = max((p for p in straight.run_dir.parent.iterdir() if p != straight.run_dir), key=lambda p: p.name)
+    assert len(read_history(run_dir)) == 1  # epoch 2 was interrupted before its checkpoint
+    resumed = torchtk.train(interrupted_spec, registry=registry, resume=run_dir)
     lrs = [row["lr"] for row in straight.history]
     assert len(set(lrs)) == 4
     assert [row["lr"] for row in resumed.history] == lrs

@@ -183,3 +183,36 @@ def test_model_by_import_path_is_checked_and_trained(small_spec, tmp_path, monke
     assert "cannot import" in problems(small_spec)["model.import"]
     small_spec["model"] = {"import": "my_models:tiny", "name": "mlp"}
     assert "exactly one of name or import" in problems(small_spec)["model"]
+
+
+def test_duplicate_keys_and_nan_are_malformed_json(spec_file):
+    with pytest.raises(UserInputError, match="the key 'seed' appears twice"):
+        load_spec(spec_file(text='{"seed": 1, "seed": 2}'))
+    with pytest.raises(UserInputError, match="NaN is not a JSON number"):
+        load_spec(spec_file(text='{"seed": NaN}'))
+
+
+def test_a_component_whose_params_model_cannot_load_is_a_spec_error_and_left_out_of_the_schema(small_spec):
+    import types
+    import warnings
+
+    from torchtk import Component, hookimpl
+    from torchtk.core.spec import run_spec_schema
+    from torchtk.testing import registry_with
+
+    module = types.ModuleType("lazy_broken")
+
+    @hookimpl
+    def register_components(register):
+        register(Component("loss", "needs_missing_dep", "Needs a missing package.",
+                           params="torchtk_missing_dependency_xyz:Params"))
+
+    module.register_components = register_components
+    registry = registry_with(module)
+    small_spec["loss"] = "needs_missing_dep"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(SpecError, match=r"loss\[0\].name: .*cannot load its params model: ModuleNotFoundError"):
+            load_spec(small_spec, registry=registry)
+        schema = run_spec_schema(registry)
+    assert "needs_missing_dep" not in schema["$defs"]["loss_ref"]["anyOf"][0]["enum"]

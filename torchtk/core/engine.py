@@ -95,6 +95,27 @@ def to_device(batch: Any, device: Any) -> Any:
     return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
+def batch_size(target: Any) -> int:
+    """Samples in a batch, from its target (a tensor, or a tuple of them)."""
+    return len(target[0] if isinstance(target, (tuple, list)) else target)
+
+
+def found_inf(scaler: Any, optimizer: Any) -> bool:
+    """Whether the GradScaler skipped this optimizer's step (read once, after ``scaler.step``,
+    which has synchronised on the same values already)."""
+    return any(bool(v.item()) for v in scaler._found_inf_per_device(optimizer).values())
+
+
+def unique_keys(names: list[str]) -> list[str]:
+    """``["l1", "l1", "focal"]`` -> ``["l1", "l1_2", "focal"]``, so no logged column hides another."""
+    seen: dict[str, int] = {}
+    keys = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return keys
+
+
 def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any) -> tuple[Any, Any]:
     """Train and validation batch iterables, split reproducibly from the run seed."""
     import torch
@@ -224,9 +245,10 @@ class Run:
         for ref in spec.freeze:
             result = build("freeze", ref)(self.model)
             groups = result if result is not None else groups
+        self.frozen_eval = [m for m in self.model.modules() if not m.training]
         parameters = groups if groups is not None else [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build("optimizer", spec.optimizer, parameters=parameters)
-        self.loss = LossSum([ref.name for ref in spec.loss],
+        self.loss = LossSum(unique_keys([ref.name.split("::")[-1] for ref in spec.loss]),
                             [self._on_device(build("loss", ref, model=self.model)) for ref in spec.loss],
                             [ref.weight for ref in spec.loss])
         self.precision = build("precision", spec.precision, device=self.device)
@@ -237,7 +259,8 @@ class Run:
         self.schedulers = build_schedulers(spec, registry, build, self.optimizer, self.info)
         self.last_update_lrs: dict[str, float] | None = None
         self.callbacks = [build("callback", ref) for ref in spec.callbacks]
-        self.metrics = {ref.name.split("::")[-1]: self._on_device(build("metric", ref)) for ref in spec.metrics}
+        metric_names = unique_keys([ref.name.split("::")[-1] for ref in spec.metrics])
+        self.metrics = {key: self._on_device(build("metric", ref)) for key, ref in zip(metric_names, spec.metrics)}
         self.hooks = self._run_hooks(self.callbacks)
         self._check_monitors()
 
@@ -246,6 +269,7 @@ class Run:
                                 scaler=self.precision.scaler, run_dir=self.run_dir.path, log=self._log)
         self.best_value: float | None = None
         self.best_row: dict[str, float] = {}
+        self.finished = False  # a resumed run that had already stopped early
         self.epoch_seconds: list[float] = []
 
     def _on_device(self, component: Any) -> Any:
@@ -292,6 +316,8 @@ class Run:
         available = self.logged_names()
         wanted = [("trainer.monitor", self.spec.trainer.monitor)]
         wanted += [(f"scheduler[{i}].monitor", s.monitor) for i, s in enumerate(self.schedulers) if s.needs_metric]
+        wanted += [(f"callbacks[{i}].params.monitor", cb.monitor) for i, cb in enumerate(self.callbacks)
+                   if isinstance(getattr(cb, "monitor", None), str)]
         for where, name in wanted:
             if name not in available:
                 raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")
@@ -316,6 +342,8 @@ class Run:
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks],
             "history": self.state.history,
             "best_value": self.best_value,
+            "stopped_early": self.state.should_stop,
+            "spec": spec_fingerprint(self.spec),
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
                     "python": list(random.getstate()[1]), "python_version": random.getstate()[0],
                     "python_gauss": random.getstate()[2]},
@@ -331,6 +359,13 @@ class Run:
             raise UserInputError(f"--resume: no checkpoint at {path}") from None
         except Exception as exc:
             raise UserInputError(f"--resume: cannot read {path}: {type(exc).__name__}: {exc}") from exc
+        if payload.get("version") != CHECKPOINT_VERSION:
+            raise UserInputError(f"--resume: {path} has checkpoint format {payload.get('version')!r}; "
+                                 f"this torchtk reads format {CHECKPOINT_VERSION}")
+        differences = spec_differences(payload["spec"], spec_fingerprint(self.spec))
+        if differences:
+            raise UserInputError(f"--resume: this spec differs from the one {path.parent.parent} was started with, "
+                                 f"at {', '.join(differences)}; only trainer settings such as epochs may change")
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -345,6 +380,7 @@ class Run:
             if state is not None:
                 callback.load_state_dict(state)
         self.state.history = list(payload["history"])
+        self.finished = payload["stopped_early"]
         self.state.step = payload["step"]
         self.best_value = payload["best_value"]
         if self.best_value is not None:
@@ -366,6 +402,9 @@ class Run:
                          f"{self.info.batches_per_epoch} batches per epoch")
         self.reporter.start(self.run_dir.path, trainer.epochs, self.info.batches_per_epoch, start_epoch)
         call = self.hooks
+        if self.finished and start_epoch > 1:
+            self._log(f"this run already stopped early after epoch {start_epoch - 1}; nothing to resume")
+            return self.result()
         call.on_fit_start(state=state)
         try:
             for epoch in range(start_epoch, trainer.epochs + 1):
@@ -375,9 +414,9 @@ class Run:
                 row = {"epoch": epoch, **self.train_epoch(), **self.validate()}
                 row.update(self.learning_rates())
                 self.epoch_seconds.append(time.perf_counter() - started)
-                if not math.isfinite(row["train_loss"]):
-                    raise RunFailed(f"the training loss became {row['train_loss']} in epoch {epoch}. "
-                                    + _last_good(self))
+                for key in ("train_loss", "val_loss"):
+                    if not math.isfinite(row.get(key, 0.0)):
+                        raise RunFailed(f"{key} became {row[key]} in epoch {epoch}. " + _last_good(self))
                 state.metrics = row
                 state.history.append(row)
                 self.step_schedulers("epoch", row)
@@ -390,9 +429,12 @@ class Run:
             self.reporter.finish()
         self.run_dir.write_curves(state.history)
         self.run_dir.log("done")
-        self.run_dir.close()
-        return RunResult(self.run_dir.path, state.history, self.best_row, state.history[-1] if state.history else {},
-                         trainer.monitor, state.should_stop, self.epoch_seconds)
+        return self.result()
+
+    def result(self) -> RunResult:
+        history = self.state.history
+        return RunResult(self.run_dir.path, history, self.best_row, history[-1] if history else {},
+                         self.spec.trainer.monitor, self.state.should_stop or self.finished, self.epoch_seconds)
 
     def train_epoch(self) -> dict[str, float]:
         import torch
@@ -409,8 +451,14 @@ class Run:
         total_sum = torch.zeros((), device=device)
         term_sums = [torch.zeros((), device=device) for _ in loss_fn.terms] if multi_term else []
         batches = self.info.batches_per_epoch
+        # the last window may hold fewer batches: divide its losses by its own size
+        last_window = batches % accumulate or accumulate
+        last_window_start = batches - last_window
         move = not isinstance(self.train_batches, TensorBatches)  # TensorBatches live on the device already
+        samples = 0
         model.train()
+        for module in self.frozen_eval:  # what freeze policies put in eval (frozen norm statistics) stays there
+            module.eval()
         for index, (inputs, target) in enumerate(self.train_batches):
             if move:
                 inputs, target = to_device(inputs, device), to_device(target, device)
@@ -421,10 +469,12 @@ class Run:
                 with autocast():
                     output = model(inputs)
                     loss, values = loss_fn(output, target)
-            total_sum += loss.detach()
+            size = batch_size(target)
+            samples += size
+            total_sum.add_(loss.detach(), alpha=size)
             for term_sum, value in zip(term_sums, values):
-                term_sum += value.detach()
-            scaled = loss / accumulate if accumulate > 1 else loss
+                term_sum.add_(value.detach(), alpha=size)
+            scaled = loss if accumulate == 1 else loss / (accumulate if index < last_window_start else last_window)
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
             if (index + 1) % accumulate and index + 1 != batches:
                 continue
@@ -435,29 +485,28 @@ class Run:
                 state.skip_step = False
                 on_step(state=state)
             stepped = not state.skip_step
-            if stepped:
-                if scaler is not None:
-                    scale = scaler.get_scale()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    stepped = scaler.get_scale() >= scale  # a lowered scale means the step was skipped
-                else:
-                    optimizer.step()
+            if scaler is not None:
                 if stepped:
-                    state.step += 1
-                    if step_schedulers and index + 1 == batches:
-                        self.last_update_lrs = self.current_lrs()
-                    for scheduler in step_schedulers:
-                        scheduler.step()
+                    scaler.step(optimizer)
+                    stepped = not found_inf(scaler, optimizer)
+                scaler.update()  # also after a skipped step: it resets the unscale_ bookkeeping
+            elif stepped:
+                optimizer.step()
+            if stepped:
+                state.step += 1
+                if step_schedulers and index + 1 == batches:
+                    self.last_update_lrs = self.current_lrs()
+                for scheduler in step_schedulers:
+                    scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if on_step_end is not None:
                 on_step_end(state=state)
             if (index + 1) % log_every == 0:
                 self.reporter.progress(index + 1, loss.item())
         self.reporter.progress(batches, float(loss.detach()))
-        row = {"train_loss": total_sum.item() / batches}
+        row = {"train_loss": total_sum.item() / samples}
         for name, term_sum in zip(loss_fn.names, term_sums):
-            row[f"train_loss/{name.split('::')[-1]}"] = term_sum.item() / batches
+            row[f"train_loss/{name}"] = term_sum.item() / samples
         return row
 
     def validate(self) -> dict[str, float]:
@@ -481,7 +530,7 @@ class Run:
                 with autocast():
                     output = model(inputs)
                     loss, values = loss_fn(output, target)
-                size = len(target[0] if isinstance(target, (tuple, list)) else target)
+                size = batch_size(target)
                 count += size
                 total_sum += loss.double() * size
                 for term_sum, value in zip(term_sums, values):
@@ -490,7 +539,7 @@ class Run:
                     metric.update(output.float() if hasattr(output, "float") else output, target)
         row = {"val_loss": total_sum.item() / count}
         for name, term_sum in zip(loss_fn.names, term_sums):
-            row[f"val_loss/{name.split('::')[-1]}"] = term_sum.item() / count
+            row[f"val_loss/{name}"] = term_sum.item() / count
         for name, metric in self.metrics.items():
             row[f"val_{name}"] = float(metric.compute())
         return row
@@ -516,7 +565,8 @@ class Run:
     def end_epoch(self, epoch: int, row: dict[str, float]) -> None:
         trainer = self.spec.trainer
         value = row[trainer.monitor]
-        improved = self.best_value is None or (value < self.best_value if trainer.mode == "min" else value > self.best_value)
+        improved = math.isfinite(value) and (
+            self.best_value is None or (value < self.best_value if trainer.mode == "min" else value > self.best_value))
         if improved:
             self.best_value, self.best_row = value, row
         payload = self.checkpoint(epoch)
@@ -572,9 +622,13 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
         raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
-    run = Run(spec, registry, reporter, resume_dir)
-    start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
+    with sigterm_as_interrupt():
+        try:
+            run = Run(spec, registry, reporter, resume_dir)
+        except KeyboardInterrupt:
+            raise RunInterrupted("interrupted while building the run; nothing was written") from None
     try:
+        start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
         with sigterm_as_interrupt():
             return run.fit(start)
     except KeyboardInterrupt:
@@ -590,3 +644,32 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
         run.run_dir.log(f"failed: {type(exc).__name__}: {exc}")
         raise RunFailed(f"the run failed in epoch {run.state.epoch}: {type(exc).__name__}: {exc}. "
                         + _last_good(run)) from exc
+    finally:
+        run.run_dir.close()
+
+
+RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
+                     ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",)}
+
+
+def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
+    """The parts of a spec that must not change when a run is resumed."""
+    data = spec.model_dump(mode="json")
+    for path in RESUMABLE_CHANGES:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node.pop(path[-1], None)
+    return data
+
+
+def spec_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Spec paths where two fingerprints differ."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(saved.keys() | current.keys()):
+            found += spec_differences(saved.get(key), current.get(key), f"{prefix}.{key}" if prefix else key)
+        return found
+    if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
+        return [d for i, (a, b) in enumerate(zip(saved, current)) for d in spec_differences(a, b, f"{prefix}[{i}]")]
+    return [] if saved == current else [prefix or "(root)"]

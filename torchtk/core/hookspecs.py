@@ -105,7 +105,8 @@ def freeze_policy(name: str, params: BaseModel) -> Callable[[Any], Any]:
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
     :returns: A callable ``policy(model)`` that sets ``requires_grad``, puts frozen
-        normalisation layers in eval mode, and returns either ``None`` or a list of
+        normalisation layers in eval mode (the engine keeps every module a policy left
+        in eval mode there, epoch after epoch), and returns either ``None`` or a list of
         optimizer parameter groups (dicts with ``"params"`` and optional ``"lr"``,
         ``"weight_decay"``).
 
@@ -202,7 +203,9 @@ def make_callback(name: str, params: BaseModel) -> Any:
     :param params: An instance of the component's params model, already validated.
     :returns: An object whose methods are named after the run hooks below
         (``on_step``, ``on_epoch_end``, ...) and marked with ``@torchtk.hookimpl``. It
-        may also define ``state_dict()`` / ``load_state_dict()`` to be checkpointed.
+        may also define ``state_dict()`` / ``load_state_dict()`` to be checkpointed, and a
+        ``monitor`` string naming the logged value it reads, which the engine checks is
+        logged before training starts.
 
     .. versionadded:: 0.1
     """

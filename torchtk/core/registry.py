@@ -31,6 +31,11 @@ from torchtk.core.plugins import PluginHost
 SCOPE_SEPARATOR = "::"
 
 
+def _claims(comps: list[Component], token: str) -> str:
+    """``plugin_a and plugin_b (alias of iou)``: who claims ``token``, and as what."""
+    return " and ".join(c.provider + ("" if c.name == token else f" (alias of {c.name!r})") for c in comps)
+
+
 def natural_key(text: str) -> list[Any]:
     """Sort ``resnet18`` before ``resnet101``, as people expect."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
@@ -42,7 +47,7 @@ class Registry:
     def __init__(self, host: PluginHost | None = None) -> None:
         self._host = host
         self._providers: dict[tuple[str, str], list[Component]] | None = None
-        self._aliases: dict[tuple[str, str], str] = {}
+        self._tokens: dict[tuple[str, str], list[Component]] = {}  # (kind, name or alias) -> claimants
 
     @property
     def host(self) -> PluginHost:
@@ -80,10 +85,9 @@ class Registry:
                     component, plugin=plugin_name, distribution=info.distribution, version=info.version
                 )
                 providers.setdefault((component.kind, component.name), []).append(component)
-        for (kind, name), comps in providers.items():
-            for component in comps:
-                for alias in component.aliases:
-                    self._aliases.setdefault((kind, alias), name)
+                # names and aliases share one namespace per kind: any token two plugins claim is a conflict
+                for token in dict.fromkeys((component.name, *component.aliases)):
+                    self._tokens.setdefault((component.kind, token), []).append(component)
         return providers
 
     def _kind(self, kind: str) -> str:
@@ -109,10 +113,11 @@ class Registry:
         return [c.name for c in self.components(kind, pattern)]
 
     def conflicts(self) -> list[tuple[str, str, list[Component]]]:
-        """Every ``(kind, name)`` claimed by more than one plugin with no declared winner."""
+        """Every ``(kind, name or alias)`` claimed by more than one plugin with no declared winner."""
+        _ = self.providers
         return [
-            (kind, name, comps)
-            for (kind, name), comps in sorted(self.providers.items())
+            (kind, token, comps)
+            for (kind, token), comps in sorted(self._tokens.items())
             if len(comps) > 1 and self._winner(comps) is None
         ]
 
@@ -131,32 +136,29 @@ class Registry:
     def resolve(self, kind: str, name: str) -> Component:
         """The one component ``name`` (or alias, or ``plugin::name``) means for ``kind``."""
         kind = self._kind(kind)
+        _ = self.providers
         scope = None
         if SCOPE_SEPARATOR in name:
             scope, name = name.split(SCOPE_SEPARATOR, 1)
-        canonical = self._aliases.get((kind, name), name) if (kind, name) not in self.providers else name
-        comps = self.providers.get((kind, canonical))
+        comps = self._tokens.get((kind, name))
         if not comps:
             raise self._unknown(kind, name)
         if scope is not None:
             chosen = [c for c in comps if scope in (c.plugin, c.distribution)]
             if not chosen:
                 raise UnknownComponentError(
-                    f"no plugin {scope!r} provides {kind} {canonical!r}; providers: "
-                    + ", ".join(c.provider for c in comps)
-                )
+                    f"no plugin {scope!r} provides {kind} {name!r}; providers: " + _claims(comps, name))
             return chosen[0]
         winner = self._winner(comps)
         if winner is None:
             raise AmbiguousComponentError(
-                f"{kind} {canonical!r} is provided by more than one plugin: "
-                + " and ".join(c.provider for c in comps)
-                + f". Choose one explicitly, e.g. \"{comps[0].plugin}{SCOPE_SEPARATOR}{canonical}\"."
+                f"{kind} {name!r} is claimed by more than one plugin: {_claims(comps, name)}. "
+                f"Choose one explicitly, e.g. \"{comps[0].plugin}{SCOPE_SEPARATOR}{name}\"."
             )
         return winner
 
     def _unknown(self, kind: str, name: str) -> TorchtkError:
-        valid = sorted({n for (k, n) in self.providers if k == kind} | {a for (k, a) in self._aliases if k == kind})
+        valid = sorted(token for (k, token) in self._tokens if k == kind)
         close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
         plural = KINDS[kind].plural
         message = f"unknown {kind} {name!r}."
@@ -174,7 +176,7 @@ class Registry:
     def describe(self, kind: str, name: str) -> dict[str, Any]:
         """Everything ``tk show`` displays, as plain data."""
         component = self.resolve(kind, name)
-        model = component.params_model
+        model = self.params_model(component)
         properties = model.model_json_schema().get("properties", {})
         params = []
         for field_name, field in model.model_fields.items():
@@ -202,9 +204,21 @@ class Registry:
 
     # -- building ----------------------------------------------------------------------
 
+    def params_model(self, component: Component) -> type[BaseModel]:
+        """The component's params model; a plugin whose lazy model fails to load is broken."""
+        try:
+            return component.params_model
+        except Exception as exc:
+            info = self.host.plugins.get(component.plugin)
+            if info is not None and not info.broken:
+                self.host.mark_broken(component.plugin, exc)
+            raise BrokenPluginError(
+                f"{component.kind} {component.name!r} of plugin {component.plugin!r} cannot load its params "
+                f"model: {type(exc).__name__}: {exc}") from exc
+
     def validate_params(self, component: Component, params: dict[str, Any]) -> BaseModel:
         """Validate raw params against the component's model (raises pydantic's error)."""
-        return component.params_model.model_validate(params)
+        return self.params_model(component).model_validate(params)
 
     def create(self, kind: str, name: str, **kwargs: Any) -> Any:
         """Build a component from keyword params; run objects (``optimizer=``, ``model=``)

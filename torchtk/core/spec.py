@@ -231,12 +231,28 @@ def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
             raise UserInputError(f"{where}: malformed YAML: {exc.problem}") from exc
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_nan)
         except json.JSONDecodeError as exc:
             raise UserInputError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+        except ValueError as exc:
+            raise UserInputError(f"{path}: malformed JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: a spec must be a JSON object, got {type(data).__name__}")
     return data, str(path)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a key twice are an error: the last one would silently win."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        data[key] = value
+    return data
+
+
+def _no_nan(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -346,7 +362,11 @@ def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "
         except TorchtkError as exc:
             problems.append((f"{path}.name", str(exc)))
             continue
-        model = component.params_model
+        try:
+            model = registry.params_model(component)
+        except TorchtkError as exc:
+            problems.append((f"{path}.name", str(exc)))
+            continue
         try:
             validated = model.model_validate(ref.params)
         except ValidationError as exc:
@@ -409,6 +429,10 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
         names: list[str] = []
         alternatives: list[dict[str, Any]] = []
         for component in registry.components(kind):
+            try:
+                params_model = registry.params_model(component)
+            except TorchtkError:  # a broken plugin's component is left out, with a warning
+                continue
             component_names = [component.name, *component.aliases]
             names += component_names
             alternatives.append({
@@ -416,7 +440,7 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
                 "title": f"{kind} {component.name}",
                 "description": component.summary,
                 "properties": {"name": {"enum": component_names},
-                               "params": _hoist_defs(component.params_model.model_json_schema(), defs,
+                               "params": _hoist_defs(params_model.model_json_schema(), defs,
                                                      f"{kind}.{component.name}."),
                                **slot_fields},
                 "required": ["name"],

@@ -46,6 +46,7 @@ class EarlyStoppingParams(Params):
 class EarlyStopping:
     def __init__(self, params: EarlyStoppingParams) -> None:
         self.params = params
+        self.monitor = params.monitor  # the engine checks it is logged before training starts
         self.best = math.inf if params.mode == "min" else -math.inf
         self.bad_epochs = 0
 

@@ -19,11 +19,14 @@ class FreezeParams(Params):
     """
 
     modules: list[str] = Field(default_factory=list, description="Parameter-name prefixes to freeze.")
+    freeze_norm_stats: bool = Field(True, description="Keep BatchNorm layers whose parameters are all frozen in "
+                                                      "eval mode, so their running statistics stay fixed too.")
 
 
 class Freeze:
-    def __init__(self, prefixes: list[str]) -> None:
+    def __init__(self, prefixes: list[str], freeze_norm_stats: bool = True) -> None:
         self.prefixes = tuple(prefixes)
+        self.freeze_norm_stats = freeze_norm_stats
 
     def __call__(self, model):
         matched = [name for name, p in model.named_parameters() if name.startswith(self.prefixes)]
@@ -33,7 +36,18 @@ class Freeze:
         for name, parameter in model.named_parameters():
             if name in matched:
                 parameter.requires_grad_(False)
+        if self.freeze_norm_stats:
+            freeze_batchnorm_statistics(model)
         return None
+
+
+def freeze_batchnorm_statistics(model) -> None:
+    """Put BatchNorm layers with no trainable parameter in eval mode (running stats fixed)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    for module in model.modules():
+        if isinstance(module, _BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
 
 
 @hookimpl
@@ -43,4 +57,4 @@ def register_components(register):
 
 @hookimpl
 def freeze_policy(name, params):
-    return Freeze(params.modules)
+    return Freeze(params.modules, params.freeze_norm_stats)
