@@ -111,3 +111,21 @@ def test_frozen_parameters_do_not_change_during_training(small_spec):
     after = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert torch.equal(after["0.weight"], before.state_dict()["0.weight"])
     assert not torch.equal(after["2.weight"], before.state_dict()["2.weight"])
+
+
+def test_feature_extract_trains_only_the_head():
+    model = torchtk.registry.create("model", "mlp", in_features=2, hidden=[4, 4], out_features=1)
+    torchtk.registry.create("freeze", "feature_extract")(model)  # the contract's example
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["4.weight", "4.bias"]
+    named = torch.nn.Sequential()
+    named.add_module("backbone", torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4)))
+    named.add_module("fc", torch.nn.Linear(4, 3))
+    named.add_module("act", torch.nn.Softmax(dim=1))  # no parameters: not the head
+    torchtk.registry.create("freeze", "feature_extract")(named)
+    assert [n for n, p in named.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    assert not named.backbone[1].training  # frozen BatchNorm statistics
+    torchtk.registry.create("freeze", "feature_extract", train=["backbone.1.", "fc."])(named)
+    assert [n for n, p in named.named_parameters() if p.requires_grad] == [
+        "backbone.1.weight", "backbone.1.bias", "fc.weight", "fc.bias"]
+    with pytest.raises(ValueError, match="top-level modules: \\['backbone', 'fc'\\]"):
+        torchtk.registry.create("freeze", "feature_extract", train=["head."])(named)
