@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -119,7 +120,7 @@ def test_schema_is_json_schema_with_component_params(tk):
     assert result.exit_code == 0
     schema = result.json()
     assert schema["type"] == "object" and "loss" in schema["properties"]
-    assert "focal" in schema["$defs"]["loss_ref"]["anyOf"][0]["enum"]
+    assert "focal" in schema["$defs"]["loss_ref"]["anyOf"][0]["anyOf"][0]["enum"]
 
 
 def test_examples_lists_rings(tk):
@@ -216,3 +217,114 @@ def test_a_broken_plugin_is_one_warning_and_listed_with_its_reason(tk, installed
     plugins = {p["name"]: p for p in tk("plugins", "--json").json()["plugins"]}
     assert plugins["broken"]["status"].startswith("broken: ModuleNotFoundError")
     assert plugins["broken"]["distribution"] == "torchtk-broken"
+
+
+# -- found by adversarial testing: each input problem is exit 2 with one clear message --------
+
+
+@pytest.mark.parametrize("setting, fragments", [
+    ("loss=cross_entropy", ["loss[0]: 'cross_entropy' does not fit", "at least 2"]),
+    ("model.params.in_features=3", ["model: the forward pass fails"]),
+    ("loss=triplet_margin", ["loss[0]: 'triplet_margin' does not fit", "(anchor, positive, negative)"]),
+    ("model.params.hidden=[-1]", ["model.params.hidden[0]", "greater than or equal to 1"]),
+    ('optimizer={"name": "sgd", "params": {"lr": 0.1, "nesterov": true}}', ["optimizer.params", "nesterov needs"]),
+    ("optimizer.params.betas=[1.5, 0.9]", ["optimizer.params.betas[0]", "less than 1"]),
+    ('freeze=[{"name": "freeze", "params": {"modules": [""]}}]', ["no trainable parameter"]),
+    ('freeze=[{"name": "freeze", "params": {"modules": ["backbone."]}}]', ["freeze[0]: applying 'freeze' failed"]),
+    ("trainer.device=mps", ["MPS is not available"]),
+    ('scheduler={"name": "lambda", "params": {"lr_lambda": "-1"}}', ["scheduler[0].params.lr_lambda", ">= 0"]),
+    ("seed=99999999999999999999", ["seed", "less than"]),
+    ("optimizer.params.lr=Infinity", ["optimizer.params.lr", "valid number"]),
+])
+def test_input_problems_found_before_training_exit_2(tk, spec_file, tmp_path, setting, fragments):
+    result = tk("train", spec_file(), "--set", setting)
+    assert_clean_error(result, *fragments)
+    assert not list((tmp_path / "runs").glob("*")), "nothing is written for a bad input"
+
+
+def test_output_dir_that_is_a_file_exits_2(tk, spec_file, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert_clean_error(tk("train", spec_file(), "--set", f"trainer.output_dir={tmp_path / 'afile'}"),
+                       "trainer.output_dir")
+
+
+def test_invalid_utf8_names_the_file(tk, tmp_path):
+    path = tmp_path / "u.json"
+    path.write_bytes(b'{"name": "x\xff"}')
+    assert_clean_error(tk("validate", path), "u.json:1: not valid UTF-8")
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("trainer..epochs=3", "is not a key path"),
+    ("loss[-1].weight=2", "is not a key path"),
+    ("name.foo=1", "name is a string, not an object"),
+])
+def test_malformed_set_paths_exit_2(tk, spec_file, setting, fragment):
+    assert_clean_error(tk("validate", spec_file(), "--set", setting), fragment)
+
+
+def test_set_expands_bare_names_in_lists_and_single_components(tk, spec_file, small_spec):
+    small_spec.update(loss="bce_with_logits", metrics=["accuracy"])
+    result = tk("validate", spec_file(small_spec), "--set", "metrics[0].params.threshold=0.5",
+                "--set", "loss[0].weight=2")
+    assert result.exit_code == 0, result.stderr
+    resolved = result.json()
+    assert resolved["metrics"][0]["params"]["threshold"] == 0.5 and resolved["loss"][0]["weight"] == 2
+
+
+def test_yaml_duplicate_keys_are_errors_and_exponents_are_numbers(tk, spec_file, small_spec):
+    import yaml
+
+    text = yaml.safe_dump(small_spec).replace("lr: 0.01", "lr: 1e-3")
+    assert tk("validate", spec_file(name="s.yaml", text=text)).json()["optimizer"]["params"]["lr"] == 0.001
+    assert_clean_error(tk("validate", spec_file(name="d.yaml", text="name: a\nname: b\n")),
+                       "d.yaml:2:1: malformed YAML: the key 'name' appears twice")
+
+
+def test_json_duplicate_key_has_line_and_column(tk, spec_file):
+    assert_clean_error(tk("validate", spec_file(text='{"name": "x",\n "name": "y"}')), "spec.json:2:2:")
+
+
+def test_scope_by_the_short_plugin_name_tk_list_shows(tk):
+    assert tk("show", "loss", "losses.classification::focal", "--json").json()["name"] == "focal"
+
+
+def test_filter_needs_a_kind(tk):
+    assert_clean_error(tk("list", "--filter", "*dice*"), "--filter needs a KIND")
+
+
+def test_plan_output_that_cannot_be_written_exits_2(tk, tmp_path):
+    assert_clean_error(tk("plan", "rings", "-o", str(tmp_path)), "--output")
+
+
+def test_corrupt_checkpoint_on_resume_is_named_plainly(tk, spec_file, tmp_path):
+    path = spec_file()
+    assert tk("train", path, "--set", "trainer.epochs=1").exit_code == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"garbage" * 10)
+    result = tk("train", path, "--resume", run_dir)
+    assert_clean_error(result, "is not a readable torchtk checkpoint")
+    assert "weights_only=False" not in result.stderr
+
+
+def test_ctrl_c_before_training_exits_130(tk, monkeypatch):
+    from torchtk.core import spec
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spec, "load_spec", interrupted)
+    result = tk("validate", "rings")
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+
+
+def test_trace_switch_prints_hook_calls(spec_file, small_spec):
+    import os
+
+    small_spec["trainer"]["epochs"] = 1
+    env = {**os.environ, "TORCHTK_TRACE_PLUGINS": "1"}
+    tk_bin = os.path.join(os.path.dirname(sys.executable), "tk")
+    result = subprocess.run([tk_bin, "train", str(spec_file(small_spec))], capture_output=True, text=True, env=env)
+    assert result.returncode == 0
+    assert "torchtk trace: make_loss(name='focal') -> torchtk.plugins.losses.classification" in result.stderr
+    assert re.search(r"torchtk trace: +on_step", result.stderr)

@@ -144,10 +144,10 @@ def test_schema_includes_every_component_and_its_params():
 
     schema = run_spec_schema()
     alternatives = schema["$defs"]["loss_ref"]["anyOf"]
-    focal = next(c for c in alternatives[1:] if c["properties"]["name"]["enum"][0] == "focal")
+    focal = next(c for c in alternatives[1:] if c["properties"]["name"]["anyOf"][0]["enum"][0] == "focal")
     assert focal["properties"]["params"]["properties"]["gamma"]["minimum"] == 0
     assert "weight" in focal["properties"]  # the slot's own fields are allowed too
-    assert "focal" in alternatives[0]["enum"]  # the bare-string shorthand
+    assert "focal" in alternatives[0]["anyOf"][0]["enum"]  # the bare-string shorthand
 
 
 def test_schema_accepts_valid_specs_and_rejects_invalid_ones(small_spec):
@@ -162,6 +162,8 @@ def test_schema_accepts_valid_specs_and_rejects_invalid_ones(small_spec):
     small_spec["loss"][0]["params"]["gamma"] = -1
     assert list(validator.iter_errors(small_spec))
     small_spec["loss"][0]["params"]["gamma"] = 2.0
+    small_spec["loss"][0]["name"] = "torchtk::focal"  # a scoped name, as the CLI accepts
+    assert list(validator.iter_errors(small_spec)) == []
     small_spec["optimizer"]["name"] = "adma"
     assert list(validator.iter_errors(small_spec))
 
@@ -215,4 +217,4 @@ def test_a_component_whose_params_model_cannot_load_is_a_spec_error_and_left_out
         with pytest.raises(SpecError, match=r"loss\[0\].name: .*cannot load its params model: ModuleNotFoundError"):
             load_spec(small_spec, registry=registry)
         schema = run_spec_schema(registry)
-    assert "needs_missing_dep" not in schema["$defs"]["loss_ref"]["anyOf"][0]["enum"]
+    assert "needs_missing_dep" not in schema["$defs"]["loss_ref"]["anyOf"][0]["anyOf"][0]["enum"]

@@ -84,6 +84,8 @@ def list_components(
     from torchtk.core.components import KINDS
 
     registry = _registry()
+    if kind is None and pattern is not None:
+        raise UserInputError("--filter needs a KIND, e.g. tk list losses --filter '*dice*'")
     if kind is None:
         counts = {k: len(registry.names(k)) for k in KINDS}
         if as_json:
@@ -173,9 +175,13 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
     for row in rows:
         dist = f"{row['distribution']} {row['version']}".strip()
         provides = ", ".join(f"{n} {k}" for k, n in sorted(row["provides"].items())) or "-"
-        table.add_row(row["name"].removeprefix("torchtk.plugins."), dist, row["status"], provides)
+        status = "broken (see below)" if row["status"] != "ok" else "ok"
+        table.add_row(row["name"].removeprefix("torchtk.plugins."), dist, status, provides)
     console = _console()
     console.print(table)
+    for row in rows:
+        if row["status"] != "ok":
+            console.print(f"{row['name']}: {row['status']}", markup=False)
     for c in conflicts:
         console.print(f"conflict: {c['kind']} {c['name']!r} is provided by {' and '.join(c['providers'])}; "
                       f"a spec must name one as plugin::{c['name']}", markup=False)
@@ -263,7 +269,10 @@ def plan(
     from torchtk.core.plan import compute_plan
 
     result = compute_plan(spec, overrides=overrides)
-    png = result.write_png(output)
+    try:
+        png = result.write_png(output)
+    except OSError as exc:
+        raise UserInputError(f"--output {output}: cannot write the plot there: {exc.strerror or exc}") from None
     if as_json:
         return _print_json({**result.to_json(), "plot": str(png)})
     run = result.run
@@ -291,6 +300,18 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _sigterm_as_ctrl_c() -> None:
+    """SIGTERM ends tk like Ctrl-C (exit code 130, checkpoints kept), from the first moment."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tk`` console script; exits with 0, 1 or 2 (see DESIGN.md)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -299,9 +320,12 @@ def main(argv: list[str] | None = None) -> None:
 
     warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
     _options["debug"] = "--debug" in argv
+    _sigterm_as_ctrl_c()
     try:
-        app(args=argv, prog_name="tk", standalone_mode=False)
-        code = 0
+        returned = app(args=argv, prog_name="tk", standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0  # the parser returns 130 after Ctrl-C
+        if code == 130:
+            print("interrupted", file=sys.stderr)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:

@@ -9,6 +9,7 @@ are never called.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import random
 import signal
@@ -24,6 +25,7 @@ import pluggy
 from torchtk.core import hookspecs
 from torchtk.core.errors import RunFailed, TorchtkError, UserInputError
 from torchtk.core.outputs import RunDir, new_run_dir
+from torchtk.core.plugins import trace_hooks, tracing_enabled
 from torchtk.core.progress import Reporter
 from torchtk.core.registry import Registry, get_registry
 from torchtk.core.spec import RunSpec, load_spec
@@ -95,6 +97,18 @@ def to_device(batch: Any, device: Any) -> Any:
     return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
 
 
+@contextmanager
+def input_errors(prefix: str) -> Iterator[None]:
+    """Turn an exception raised while building a run into a ``UserInputError``."""
+    try:
+        yield
+    except UserInputError:
+        raise
+    except Exception as exc:
+        detail = str(exc) if isinstance(exc, TorchtkError) else f"{type(exc).__name__}: {exc}"
+        raise UserInputError(f"{prefix}: {detail}") from exc
+
+
 def batch_size(target: Any) -> int:
     """Samples in a batch, from its target (a tensor, or a tuple of them)."""
     return len(target[0] if isinstance(target, (tuple, list)) else target)
@@ -161,6 +175,11 @@ def resolve_device(name: str) -> Any:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError(f"trainer.device={name!r}, but CUDA is not available here; use \"auto\" or \"cpu\"")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserInputError(f"trainer.device={name!r}, but there are {torch.cuda.device_count()} CUDA devices")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise UserInputError(f"trainer.device={name!r}, but MPS is not available here; use \"auto\" or \"cpu\"")
     return device
 
 
@@ -238,15 +257,20 @@ class Run:
         self.generator = torch.Generator().manual_seed(spec.seed)
 
         build = self._build
+        self.paths = {id(ref): path for path, _, ref in spec.component_refs()}
         dataset = build("dataset", spec.data)
         self.train_batches, self.val_batches = split_and_batch(dataset, spec, self.device, self.generator)
         self.model = build("model", spec.model).to(self.device)
         groups = None
-        for ref in spec.freeze:
-            result = build("freeze", ref)(self.model)
+        for index, ref in enumerate(spec.freeze):
+            policy = build("freeze", ref)
+            with input_errors(f"freeze[{index}]: applying {ref.name!r} failed"):
+                result = policy(self.model)
             groups = result if result is not None else groups
         self.frozen_eval = [m for m in self.model.modules() if not m.training]
         parameters = groups if groups is not None else [p for p in self.model.parameters() if p.requires_grad]
+        if not parameters:
+            raise UserInputError("freeze: the policies leave no trainable parameter; nothing would train")
         self.optimizer = build("optimizer", spec.optimizer, parameters=parameters)
         self.loss = LossSum(unique_keys([ref.name.split("::")[-1] for ref in spec.loss]),
                             [self._on_device(build("loss", ref, model=self.model)) for ref in spec.loss],
@@ -263,6 +287,7 @@ class Run:
         self.metrics = {key: self._on_device(build("metric", ref)) for key, ref in zip(metric_names, spec.metrics)}
         self.hooks = self._run_hooks(self.callbacks)
         self._check_monitors()
+        self._probe()
 
         self.run_dir = RunDir(run_dir or new_run_dir(spec.trainer.output_dir, spec.name))
         self.state = TrainState(model=self.model, optimizer=self.optimizer, run=self.info, device=self.device,
@@ -278,23 +303,20 @@ class Run:
         return component.to(self.device) if callable(getattr(component, "to", None)) else component
 
     def _build(self, kind: str, ref: Any, **context: Any) -> Any:
+        """Build one component; a failure here happens before any training, so it is an
+        input error (exit code 2) naming the spec path, such as ``optimizer``."""
+        path = self.paths.get(id(ref), kind)
         if getattr(ref, "import_", None) is not None:
             from torchtk.core.components import load_object
 
-            try:
+            with input_errors(f"{path}: building model {ref.import_!r} failed"):
                 return load_object(ref.import_)(**ref.params)
-            except Exception as exc:
-                raise RunFailed(f"building model {ref.import_!r} failed: {type(exc).__name__}: {exc}") from exc
         component = self.registry.resolve(kind, ref.name)
         params = ref.validated_params
         if params is None:
             params = self.registry.validate_params(component, ref.params)
-        try:
+        with input_errors(f"{path}: building {kind} {ref.name!r} failed"):
             return self.registry.build(component, params, **context)
-        except TorchtkError:
-            raise
-        except Exception as exc:
-            raise RunFailed(f"building {kind} {ref.name!r} failed: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod
     def _run_hooks(callbacks: list[Any]) -> Any:
@@ -302,9 +324,46 @@ class Run:
         registered first, so they are registered in reverse to run in the spec's order."""
         manager = pluggy.PluginManager("torchtk")
         manager.add_hookspecs(hookspecs)
+        if tracing_enabled():
+            trace_hooks(manager)
         for callback in reversed(callbacks):
             manager.register(callback)
         return manager.hook
+
+    def _probe(self) -> None:
+        """One forward pass, each loss term and each metric on a few samples (eval mode,
+        no grad, RNG untouched), so an output that does not fit a loss fails now, as an
+        input error naming the spec path, and not in the first epoch."""
+        import torch
+
+        batch = self._probe_batch()
+        if batch is None:
+            return
+        inputs, target = to_device(batch[0], self.device), to_device(batch[1], self.device)
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), self.precision.autocast():
+                with input_errors("model: the forward pass fails on a batch of the data"):
+                    output = self.model(inputs)
+                for index, (name, term) in enumerate(zip(self.loss.names, self.loss.terms)):
+                    with input_errors(f"loss[{index}]: {name!r} does not fit the model's output and the targets"):
+                        term(output, target)
+                for index, (name, metric) in enumerate(self.metrics.items()):
+                    with input_errors(f"metrics[{index}]: {name!r} does not fit the model's output and the targets"):
+                        copy.deepcopy(metric).update(output.float() if hasattr(output, "float") else output, target)
+        finally:
+            self.model.train()
+
+    def _probe_batch(self) -> Any:
+        """A few samples without drawing from any shuffling generator."""
+        for batches in (self.val_batches, self.train_batches):
+            if isinstance(batches, TensorBatches):
+                return [t[: min(4, batches.batch_size)] for t in batches.tensors]
+            if batches is not None:
+                dataset = batches.dataset
+                samples = [dataset[i] for i in range(min(4, len(dataset)))]
+                return batches.collate_fn(samples)
+        return None
 
     def logged_names(self) -> list[str]:
         names = ["train_loss"]
@@ -358,7 +417,8 @@ class Run:
         except FileNotFoundError:
             raise UserInputError(f"--resume: no checkpoint at {path}") from None
         except Exception as exc:
-            raise UserInputError(f"--resume: cannot read {path}: {type(exc).__name__}: {exc}") from exc
+            raise UserInputError(f"--resume: {path} is not a readable torchtk checkpoint (corrupt, truncated, or "
+                                 f"not written by torchtk): {type(exc).__name__}") from exc
         if payload.get("version") != CHECKPOINT_VERSION:
             raise UserInputError(f"--resume: {path} has checkpoint format {payload.get('version')!r}; "
                                  f"this torchtk reads format {CHECKPOINT_VERSION}")
@@ -638,7 +698,8 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
     except RunFailed as exc:
         run.run_dir.log(f"failed: {exc}")
         raise
-    except TorchtkError:
+    except TorchtkError as exc:
+        run.run_dir.log(f"failed: {exc}")
         raise
     except Exception as exc:
         run.run_dir.log(f"failed: {type(exc).__name__}: {exc}")

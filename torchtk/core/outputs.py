@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torchtk.core.errors import UserInputError
+
 
 def _file_mode() -> int:
     """The mode ``open()`` would give a new file (mkstemp would give 0600)."""
@@ -71,8 +73,13 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
             candidate.mkdir(parents=True)
             return candidate
         except FileExistsError:
+            if not Path(output_dir).is_dir():
+                raise UserInputError(f"trainer.output_dir={str(output_dir)!r} is not a directory") from None
             n += 1
             candidate = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise UserInputError(f"trainer.output_dir={str(output_dir)!r}: cannot create a run directory there: "
+                                 f"{exc.strerror or exc}") from None
 
 
 class RunDir:

@@ -55,6 +55,16 @@ class PluginInfo:
         return f"{type(self.error).__name__}: {self.error}"
 
 
+def tracing_enabled() -> bool:
+    return os.environ.get("TORCHTK_TRACE_PLUGINS", "") not in ("", "0")
+
+
+def trace_hooks(manager: pluggy.PluginManager) -> None:
+    """Print every hook call of ``manager`` to stderr (``TORCHTK_TRACE_PLUGINS=1``)."""
+    manager.trace.root.setwriter(lambda text: sys.stderr.write("torchtk trace: " + text))
+    manager.enable_tracing()
+
+
 def _env_names(variable: str) -> set[str] | None:
     value = os.environ.get(variable, "").strip()
     if not value:
@@ -86,9 +96,9 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.strict = os.environ.get("TORCHTK_STRICT_PLUGINS", "") not in ("", "0")
-        if os.environ.get("TORCHTK_TRACE_PLUGINS", "") not in ("", "0"):
-            self.pm.trace.root.setwriter(sys.stderr.write)
-            self.pm.enable_tracing()
+        self.tracing = tracing_enabled()
+        if self.tracing:
+            trace_hooks(self.pm)
         version = _own_version()
         for module_name in builtins:
             self._load(module_name, module_name, builtin=True, distribution="torchtk", version=version)
@@ -103,7 +113,14 @@ class PluginHost:
         if "all" in disabled:
             return
         seen: set[tuple[str, str, str]] = set()
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+        for variable, names in (("TORCHTK_DISABLE_PLUGINS", disabled), ("TORCHTK_LOAD_PLUGINS", only or set())):
+            unknown = sorted(names - {ep.name for ep in entry_points})
+            if unknown:
+                warnings.warn(f"{variable} names no installed plugin: {', '.join(unknown)}; installed: "
+                              f"{', '.join(sorted({ep.name for ep in entry_points})) or 'none'}", PluginWarning,
+                              stacklevel=3)
+        for ep in entry_points:
             dist = ep.dist.name if ep.dist is not None else ""
             version = ep.dist.version if ep.dist is not None else ""
             key = (dist, ep.name, ep.value)
@@ -148,10 +165,11 @@ class PluginHost:
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin)
-        message = f"torchtk plugin {name!r} failed to load and is skipped: {info.reason}"
         if self.strict:
-            raise BrokenPluginError(message + " (TORCHTK_STRICT_PLUGINS is set)") from error
-        warnings.warn(message, PluginWarning, stacklevel=2)
+            raise BrokenPluginError(f"torchtk plugin {name!r} failed to load: {info.reason} "
+                                    "(fatal because TORCHTK_STRICT_PLUGINS is set)") from error
+        warnings.warn(f"torchtk plugin {name!r} failed to load and is skipped: {info.reason}", PluginWarning,
+                      stacklevel=2)
 
     # -- calling -----------------------------------------------------------------------
 
@@ -160,8 +178,11 @@ class PluginHost:
         return [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "torchtk_spec")]
 
     def catalog_calls(self) -> Iterable[tuple[str, Any]]:
-        """``(plugin name, register_components implementation)`` for each live plugin."""
+        """``(plugin name, register_components implementation)`` for each live plugin,
+        in registration order (built-ins first)."""
         for impl in reversed(self.pm.hook.register_components.get_hookimpls()):
+            if self.tracing:
+                sys.stderr.write(f"torchtk trace: register_components -> {self.pm.get_name(impl.plugin)}\n")
             yield self.pm.get_name(impl.plugin), impl.function
 
     def call_provider(self, hook: str, plugin_name: str, **kwargs: Any) -> Any:
@@ -169,5 +190,7 @@ class PluginHost:
         plugin = self.pm.get_plugin(plugin_name)
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             if impl.plugin is plugin:
+                if self.tracing:
+                    sys.stderr.write(f"torchtk trace: {hook}(name={kwargs.get('name')!r}) -> {plugin_name}\n")
                 return impl.function(*(kwargs.get(arg) for arg in impl.argnames))
         raise TorchtkError(f"plugin {plugin_name!r} declares a component but does not implement the {hook!r} hook")

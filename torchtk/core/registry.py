@@ -144,7 +144,7 @@ class Registry:
         if not comps:
             raise self._unknown(kind, name)
         if scope is not None:
-            chosen = [c for c in comps if scope in (c.plugin, c.distribution)]
+            chosen = [c for c in comps if scope in (c.plugin, c.distribution, c.plugin.removeprefix("torchtk.plugins."))]
             if not chosen:
                 raise UnknownComponentError(
                     f"no plugin {scope!r} provides {kind} {name!r}; providers: " + _claims(comps, name))

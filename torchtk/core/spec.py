@@ -104,7 +104,7 @@ class RunSpec(_Strict):
 
     name: str = Field("run", pattern=r"^[\w.-]+$", description="Run name, used in the run directory's name.")
     description: str = Field("", description="What this run is for (shown by tk examples).")
-    seed: int = Field(0, ge=0, description="Seed for initialisation, splitting and shuffling.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed for initialisation, splitting and shuffling.")
     model: ModelRef
     data: DataSpec
     loss: list[LossTerm] = Field(min_length=1, description="One loss or a list of weighted terms.")
@@ -179,6 +179,13 @@ def _inner_model(annotation: Any) -> Any:
     return annotation
 
 
+def _plain(message: str) -> str:
+    """Pydantic's wording without Python internals: no "Value error," prefix or class names."""
+    message = re.sub(r"^(Value|Assertion) error, ", "", message)
+    message = re.sub(r"Input should be a valid dictionary or instance of \w+", "Input should be an object", message)
+    return message.replace("valid dictionary", "object").replace("NoneType", "null")
+
+
 def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[BaseModel]) -> list[tuple[str, str]]:
     """Readable ``(spec path, message)`` pairs from a pydantic error."""
     problems = []
@@ -193,7 +200,7 @@ def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[B
         elif item["type"] == "missing":
             message = "required, but missing"
         else:
-            message = f"{item['msg']} (got {json.dumps(item.get('input'), default=repr)})"
+            message = f"{_plain(item['msg'])} (got {json.dumps(item.get('input'), default=repr)})"
         problems.append((path, message))
     return problems
 
@@ -208,6 +215,8 @@ def bundled_examples() -> dict[str, Path]:
 
 def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
     """Parse a spec file (or bundled example name) into a dict; errors carry file:line:col."""
+    if not str(source).strip():
+        raise UserInputError("SPEC is empty: give a spec file or a bundled example name (see tk examples)")
     path = Path(source)
     if not path.exists():
         examples = bundled_examples()
@@ -217,14 +226,18 @@ def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
             hint = f" Bundled examples: {', '.join(examples)}." if examples else ""
             raise UserInputError(f"{source}: no such spec file or bundled example.{hint}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read spec file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise UserInputError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+                             f"{exc.start}); specs are UTF-8 JSON or YAML") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_spec_yaml_loader())
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -234,6 +247,9 @@ def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
             data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_nan)
         except json.JSONDecodeError as exc:
             raise UserInputError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+        except DuplicateKey as exc:
+            line, column = _position_of_duplicate(text, exc.key)
+            raise UserInputError(f"{path}:{line}:{column}: malformed JSON: {exc}") from None
         except ValueError as exc:
             raise UserInputError(f"{path}: malformed JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -241,21 +257,76 @@ def read_spec_file(source: str | Path) -> tuple[dict[str, Any], str]:
     return data, str(path)
 
 
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"the key {key!r} appears twice in one object")
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """JSON objects with a key twice are an error: the last one would silently win."""
     data: dict[str, Any] = {}
     for key, value in pairs:
         if key in data:
-            raise ValueError(f"the key {key!r} appears twice in one object")
+            raise DuplicateKey(key)
         data[key] = value
     return data
+
+
+def _position_of_duplicate(text: str, key: str) -> tuple[int, int]:
+    """Line and column of the second ``"key":`` in ``text`` (where the duplicate is)."""
+    matches = list(re.finditer(re.escape(json.dumps(key)) + r"\s*:", text))
+    offset = matches[1].start() if len(matches) > 1 else 0
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _spec_yaml_loader() -> Any:
+    """A safe YAML loader that rejects duplicate keys and reads ``1e-3`` as a number
+    (YAML 1.1 would read it as a string)."""
+    import yaml
+
+    class SpecLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    SpecLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+        list("-+0123456789."),
+    )
+    return SpecLoader
 
 
 def _no_nan(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
+_PATH_SYNTAX = re.compile(r"^[A-Za-z_][\w-]*(\[\d+\]|\.[A-Za-z_][\w-]*|\.\d+)*$")
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+# slots holding component refs, where a bare name may be expanded to {"name": ...} to set its params
+COMPONENT_SLOTS = {"model", "data", "loss", "optimizer", "scheduler", "freeze", "precision", "callbacks", "metrics"}
+ONE_OR_MANY = {"loss", "scheduler"}
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON users call a value's type: ``a string``, ``a number``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def _split_path(path: str) -> list[str | int]:
@@ -274,37 +345,47 @@ def apply_override(data: dict[str, Any], assignment: str) -> tuple[str, ...]:
     """Apply ``key.path=value`` to raw spec data; the value is JSON when it parses as JSON.
 
     Returns the normalised path, so validation errors there can be blamed on ``--set``.
+    A component written as a bare name (``"loss": "mse"``) is expanded so its params
+    (``loss[0].params.reduction``) or weight can be set.
     """
     if "=" not in assignment:
         raise UserInputError(f"--set {assignment!r}: expected key.path=value, e.g. --set trainer.epochs=3")
     path_text, _, value_text = assignment.partition("=")
-    parts = _split_path(path_text.strip())
-    if not parts:
-        raise UserInputError(f"--set {assignment!r}: empty key path")
+    path_text = path_text.strip()
+    if not _PATH_SYNTAX.match(path_text):
+        raise UserInputError(f"--set {assignment!r}: {path_text!r} is not a key path; write keys separated by "
+                             "dots and list indexes in brackets, e.g. loss[0].params.gamma")
+    parts = _split_path(path_text)
     try:
-        value: Any = json.loads(value_text)
-    except json.JSONDecodeError:
+        value: Any = json.loads(value_text, parse_constant=_no_nan)
+    except (json.JSONDecodeError, ValueError):
         value = value_text
+    in_slot = parts[0] in COMPONENT_SLOTS
     node: Any = data
-    for i, part in enumerate(parts[:-1]):
+    for i, part in enumerate(parts):
         where = format_loc(tuple(parts[: i + 1]))
+        last = i == len(parts) - 1
         if isinstance(part, int):
+            if i == 1 and parts[0] in ONE_OR_MANY and isinstance(node, (str, dict)):
+                node = data[parts[0]] = [node]  # "loss": "mse" is the one-element list ["mse"]
             if not isinstance(node, list) or part >= len(node):
                 raise UserInputError(f"--set {path_text}: {where} does not exist in the spec")
-            node = node[part]
+            if last:
+                node[part] = value
+            else:
+                if in_slot and i == 1 and isinstance(node[part], str):
+                    node[part] = {"name": node[part]}
+                node = node[part]
+            continue
+        if not isinstance(node, dict):
+            parent = format_loc(tuple(parts[:i]))
+            raise UserInputError(f"--set {path_text}: {parent} is {_json_kind(node)}, not an object")
+        if last:
+            node[part] = value
         else:
-            if not isinstance(node, dict):
-                raise UserInputError(f"--set {path_text}: {where} does not exist in the spec")
-            if isinstance(node.get(part), str):  # bare-name shorthand: expand so params can be set
+            if in_slot and i == 0 and isinstance(node.get(part), str):
                 node[part] = {"name": node[part]}
             node = node.setdefault(part, {})
-    last = parts[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise UserInputError(f"--set {path_text}: {format_loc(tuple(parts))} does not exist in the spec")
-    elif not isinstance(node, dict):
-        raise UserInputError(f"--set {path_text}: {format_loc(tuple(parts[:-1]))} is not an object")
-    node[last] = value
     return tuple(parts)
 
 
@@ -351,6 +432,7 @@ def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "
         from torchtk.core.registry import get_registry
 
         registry = get_registry()
+    _ = registry.providers  # a fatal plugin error (strict mode) surfaces once, not once per component
     problems: list[tuple[str, str]] = []
     if spec.model.import_ is not None:
         problems += _check_factory(spec.model)
@@ -414,7 +496,7 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
         from torchtk.core.registry import get_registry
 
         registry = get_registry()
-    schema = RunSpec.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **RunSpec.model_json_schema()}
     defs = schema.setdefault("$defs", {})
     slots = {  # field -> (kind, the pydantic model of the slot, one-or-list)
         "model": ("model", ModelRef, False), "data": ("dataset", DataSpec, False),
@@ -439,7 +521,7 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
                 "type": "object",
                 "title": f"{kind} {component.name}",
                 "description": component.summary,
-                "properties": {"name": {"enum": component_names},
+                "properties": {"name": _name_schema(component_names),
                                "params": _hoist_defs(params_model.model_json_schema(), defs,
                                                      f"{kind}.{component.name}."),
                                **slot_fields},
@@ -451,7 +533,7 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
                                  "properties": {"import": defs["ModelRef"]["properties"]["import"],
                                                 "params": {"type": "object"}},
                                  "required": ["import"], "additionalProperties": False})
-        defs[f"{kind}_ref"] = {"anyOf": [{"type": "string", "enum": names}, *alternatives]}
+        defs[f"{kind}_ref"] = {"anyOf": [{"type": "string", **_name_schema(names)}, *alternatives]}
         ref = {"$ref": f"#/$defs/{kind}_ref"}
         description = schema["properties"][field].get("description", "")
         if many and field in ("loss", "scheduler"):
@@ -461,6 +543,12 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
         else:
             schema["properties"][field] = {**ref, "description": description}
     return schema
+
+
+def _name_schema(names: list[str]) -> dict[str, Any]:
+    """A component name: one of ``names``, or ``plugin::name`` picking a provider."""
+    scoped = "^[^:]+::(" + "|".join(re.escape(n) for n in names) + ")$"
+    return {"anyOf": [{"enum": names}, {"type": "string", "pattern": scoped}]}
 
 
 def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any], prefix: str) -> dict[str, Any]:

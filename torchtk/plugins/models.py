@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -13,7 +13,8 @@ class MLPParams(Params):
     """A multilayer perceptron: Linear layers with an activation between them."""
 
     in_features: int = Field(ge=1, description="Size of each input vector.")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="Width of each hidden layer, in order.")
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64, 64],
+                                                      description="Width of each hidden layer, in order.")
     out_features: int = Field(ge=1, description="Size of each output vector (1 for binary logits).")
     activation: Literal["relu", "gelu", "tanh", "silu", "leaky_relu"] = Field("relu", description="Activation between layers.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability after each hidden activation.")

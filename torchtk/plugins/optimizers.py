@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, model_validator
 
 from torchtk import Component, Params, hookimpl
 
@@ -16,12 +18,18 @@ class SGDParams(Params):
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient.")
     nesterov: bool = Field(False, description="Use Nesterov momentum (needs momentum > 0, dampening 0).")
 
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "SGDParams":
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening 0")
+        return self
+
 
 class AdamParams(Params):
     """Adam: adaptive moment estimation (Kingma & Ba)."""
 
     lr: float = Field(0.001, gt=0, description="Learning rate.")
-    betas: list[float] = Field(default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2,
+    betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2,
                                description="Decay rates of the first and second moment estimates, each in [0, 1).")
     eps: float = Field(1e-8, gt=0, description="Term added to the denominator for numerical stability.")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient (coupled).")
@@ -50,7 +58,5 @@ def make_optimizer(name, params, parameters):
 
     kwargs = params.model_dump()
     if "betas" in kwargs:
-        if not all(0 <= b < 1 for b in kwargs["betas"]):
-            raise ValueError(f"betas must each be in [0, 1), got {kwargs['betas']}")
         kwargs["betas"] = tuple(kwargs["betas"])
     return getattr(torch.optim, _OPTIMIZERS[name][0])(parameters, **kwargs)

@@ -79,8 +79,9 @@ def compile_expression(text: str) -> Callable[[int], float]:
             value = evaluate(float(epoch))
         except (ArithmeticError, ValueError) as exc:
             raise ExpressionError(f"lr expression {source!r} fails at epoch {epoch}: {exc}") from None
-        if not math.isfinite(value):
-            raise ExpressionError(f"lr expression {source!r} gives {value} at epoch {epoch}")
+        if not math.isfinite(value) or value < 0:
+            raise ExpressionError(f"lr expression {source!r} gives {value} at epoch {epoch}; a learning-rate "
+                                  "factor must be a finite number >= 0")
         return float(value)
 
     return lr_lambda

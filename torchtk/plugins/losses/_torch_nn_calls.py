@@ -46,3 +46,21 @@ class TupleCall(nn.Module):
         log_probs, input_lengths = parts
         targets, target_lengths = _unpack(self.name, target, 2, "(targets, target_lengths)", "target")
         return self.loss(log_probs, targets, input_lengths, target_lengths)
+
+
+def with_class_check(loss_class: type, name: str) -> type:
+    """``loss_class`` refusing outputs with a single class column (softmax over one logit
+    is always 1, so the loss would be 0 and nothing would train)."""
+
+    class ClassScoresLoss(loss_class):  # type: ignore[misc, valid-type]
+        def forward(self, input: Any, target: Any) -> Any:
+            classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+            if classes < 2:
+                raise LossInputError(
+                    f"loss {name!r}: the output has {classes} class score(s) in dim 1 (shape "
+                    f"{tuple(input.shape)}); it needs one per class, at least 2. For a single logit per "
+                    "sample use bce_with_logits or focal")
+            return super().forward(input, target)
+
+    ClassScoresLoss.__name__ = ClassScoresLoss.__qualname__ = loss_class.__name__
+    return ClassScoresLoss

@@ -142,6 +142,10 @@ def register_components(register):
         register(Component("loss", name, summary, params=lambda name=name: params_model(name)))
 
 
+# losses over class scores in dim 1: one column would make them silently 0
+CLASS_LOSSES = frozenset({"cross_entropy", "nll", "multi_margin"})
+
+
 @hookimpl
 def make_loss(name, params):
     from torchtk.plugins._torch_params import tensor_kwargs
@@ -150,6 +154,10 @@ def make_loss(name, params):
     convention = TORCH_LOSSES[name][2]
     if name == "triplet_margin_with_distance":
         kwargs["distance_function"] = _distance(kwargs.pop("distance"))
+    if name in CLASS_LOSSES:
+        from torchtk.plugins.losses._torch_nn_calls import with_class_check
+
+        return with_class_check(torch_class(name), name)(**kwargs)
     module = torch_class(name)(**kwargs)
     if convention == "pair":
         return module
