@@ -234,19 +234,53 @@ def test_mixed_precision_trains_on_cpu(small_spec, precision):
 def test_hooks_nobody_configured_are_not_called(small_spec, monkeypatch):
     from torchtk.core import engine
 
-    calls = []
+    built = []
     original = engine.Run._run_hooks
 
     def spy(callbacks):
-        hook = original(callbacks)
-        calls.append(len(hook.on_step.get_hookimpls()))
-        return hook
+        built.append(original(callbacks))
+        return built[-1]
 
     monkeypatch.setattr(engine.Run, "_run_hooks", staticmethod(spy))
-    small_spec["callbacks"] = []
+    small_spec["callbacks"] = [{"name": "grad_clip", "params": {"max_norm": 1.0}}]
     small_spec["trainer"]["epochs"] = 1
     torchtk.train(small_spec)
-    assert calls == [0]
+    hooks = built[0]
+    assert hooks.on_step is not None and hooks.on_fit_start is not None  # what grad_clip implements
+    assert hooks.on_step_end is None and hooks.on_epoch_end is None and hooks.on_fit_end is None
+
+
+def test_run_hooks_keep_pluggy_semantics_for_wrappers_and_tryfirst():
+    from torchtk.core.engine import RunHooks
+
+    log = []
+
+    class Plain:
+        @hookimpl
+        def on_step(self, state):
+            log.append("plain")
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def on_step(self):  # implementations may take a subset of the arguments
+            log.append("first")
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def on_epoch_end(self, state):
+            log.append("before")
+            yield
+            log.append("after")
+
+        @hookimpl
+        def on_fit_end(self, state):
+            log.append("end")
+
+    hooks = RunHooks([Plain(), First(), Wrapper()])
+    hooks.on_step("state")
+    hooks.on_epoch_end("state")
+    hooks.on_fit_end("state")
+    assert log == ["first", "plain", "before", "after", "end"]
 
 
 def tuple_plugin(moved):
