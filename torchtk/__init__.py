@@ -17,6 +17,8 @@ from torchtk.core.state import Precision, RunInfo, TrainState
 if TYPE_CHECKING:
     from torchtk.core.registry import Registry
 
+    registry: Registry  # built on first access, by __getattr__ below
+
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "TrainState", "TorchtkError",
     "hookimpl", "load_spec", "registry", "train",

@@ -351,4 +351,4 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-__all__ = ["app", "main", "UserInputError"]
+__all__ = ["app", "main"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -562,5 +562,3 @@ def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any], prefix: str) -> di
         defs[prefix + name] = json.loads(json.dumps(definition).replace('"#/$defs/', f'"#/$defs/{prefix}'))
     return json.loads(text)
 
-
-SpecInput = Union[str, Path, dict, RunSpec]

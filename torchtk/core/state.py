@@ -60,3 +60,6 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     run_dir: Any = None
     log: Callable[[str], None] = print
+
+    def __repr__(self) -> str:  # short: hook tracing prints it at every call
+        return f"TrainState(epoch={self.epoch}, step={self.step}, batch_index={self.batch_index})"
