@@ -251,7 +251,7 @@ def test_hooks_nobody_configured_are_not_called(small_spec, monkeypatch):
 
 
 def test_run_hooks_keep_pluggy_semantics_for_wrappers_and_tryfirst():
-    from torchtk.core.engine import RunHooks
+    from torchtk.core.run_hooks import RunHooks
 
     log = []
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import math
 import random
 import signal
@@ -21,15 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import pluggy
-
-from torchtk.core import hookspecs
+from torchtk.core.data import TensorBatches, batch_size, split_and_batch, to_device
 from torchtk.core.errors import RunFailed, TorchtkError, UserInputError
 from torchtk.core.outputs import RunDir, new_run_dir
-from torchtk.core.plugins import trace_hooks, tracing_enabled
 from torchtk.core.progress import Reporter
 from torchtk.core.registry import Registry, get_registry
-from torchtk.core.spec import RunSpec, load_spec
+from torchtk.core.run_hooks import RunHooks
+from torchtk.core.spec import RunSpec, load_spec, spec_differences, spec_fingerprint
 from torchtk.core.state import RunInfo, TrainState
 
 CHECKPOINT_VERSION = 1
@@ -61,43 +58,6 @@ class RunResult:
 # -- data ----------------------------------------------------------------------------
 
 
-class TensorBatches:
-    """Batches of in-memory tensors by index, with no per-sample Python work.
-
-    Used instead of a DataLoader when the dataset is a ``TensorDataset`` and no workers
-    are asked for; the order (a ``randperm`` from the run's generator) is reproducible.
-    """
-
-    def __init__(self, tensors: list[Any], batch_size: int, shuffle: bool, generator: Any) -> None:
-        self.tensors = tensors
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-        self.size = len(tensors[0])
-
-    def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[Any]]:
-        import torch
-
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=self.generator).to(self.tensors[0].device)
-            for start in range(0, self.size, self.batch_size):
-                index = order[start:start + self.batch_size]
-                yield [t[index] for t in self.tensors]
-        else:
-            for start in range(0, self.size, self.batch_size):
-                yield [t[start:start + self.batch_size] for t in self.tensors]
-
-
-def to_device(batch: Any, device: Any) -> Any:
-    """A tensor, or a tuple/list of them (multi-input losses such as triplet or CTC), on ``device``."""
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(item, device) for item in batch)
-    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
-
-
 @contextmanager
 def input_errors(prefix: str) -> Iterator[None]:
     """Turn an exception raised while building a run into a ``UserInputError``."""
@@ -108,11 +68,6 @@ def input_errors(prefix: str) -> Iterator[None]:
     except Exception as exc:
         detail = str(exc) if isinstance(exc, TorchtkError) else f"{type(exc).__name__}: {exc}"
         raise UserInputError(f"{prefix}: {detail}") from exc
-
-
-def batch_size(target: Any) -> int:
-    """Samples in a batch, from its target (a tensor, or a tuple of them)."""
-    return len(target[0] if isinstance(target, (tuple, list)) else target)
 
 
 def found_inf(scaler: Any, optimizer: Any) -> bool:
@@ -129,39 +84,6 @@ def unique_keys(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return keys
-
-
-def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any) -> tuple[Any, Any]:
-    """Train and validation batch iterables, split reproducibly from the run seed."""
-    import torch
-    from torch.utils.data import DataLoader, Subset, TensorDataset
-
-    data = spec.data
-    size = len(dataset)
-    n_val = int(round(size * data.val_split))
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(spec.seed))
-    train_index, val_index = order[n_val:], order[:n_val]
-    if len(train_index) == 0:
-        raise UserInputError(f"data.val_split={data.val_split} leaves no training samples out of {size}")
-    if isinstance(dataset, TensorDataset) and data.num_workers == 0:
-        def part(index: Any, shuffle: bool) -> TensorBatches | None:
-            if len(index) == 0:
-                return None
-            tensors = [t[index].to(device) for t in dataset.tensors]
-            return TensorBatches(tensors, data.batch_size, shuffle, generator)
-
-        return part(train_index, data.shuffle), part(val_index, False)
-    pin = device.type == "cuda"
-    train = DataLoader(Subset(dataset, train_index.tolist()), batch_size=data.batch_size, shuffle=data.shuffle,
-                       generator=generator, num_workers=data.num_workers, pin_memory=pin)
-    val = None
-    if n_val:
-        val = DataLoader(Subset(dataset, val_index.tolist()), batch_size=data.batch_size, shuffle=False,
-                         num_workers=data.num_workers, pin_memory=pin)
-    return train, val
-
-
-# -- the run -------------------------------------------------------------------------
 
 
 def resolve_device(name: str) -> Any:
@@ -243,52 +165,6 @@ def build_schedulers(spec: RunSpec, registry: Registry, build: Any, optimizer: A
                                  "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
         scheduled.append(Scheduled(scheduler, interval, needs_metric, ref.monitor))
     return scheduled
-
-
-class RunHooks:
-    """The run hooks of the spec's callbacks, and only those, in the spec's order.
-
-    The callbacks are registered with pluggy, which validates them and honours
-    ``tryfirst``/``trylast``; pluggy calls the last registered first, so they are
-    registered in reverse. Each hook attribute is ``None`` when no callback implements
-    it (an unconfigured hook costs nothing), and a hook without wrappers is called as a
-    plain list of functions: on the per-step path pluggy's generic caller costs about
-    10 us more per call (``benchmarks/engine_overhead.py``).
-    """
-
-    NAMES = ("on_fit_start", "on_step", "on_step_end", "on_epoch_end", "on_fit_end")
-
-    def __init__(self, callbacks: list[Any]) -> None:
-        manager = pluggy.PluginManager("torchtk")
-        manager.add_hookspecs(hookspecs)
-        tracing = tracing_enabled()
-        if tracing:
-            trace_hooks(manager)
-        for callback in reversed(callbacks):
-            manager.register(callback)
-        for name in self.NAMES:
-            caller = getattr(manager.hook, name)
-            impls = caller.get_hookimpls()
-            wrapped = any(getattr(i, "hookwrapper", False) or getattr(i, "wrapper", False) for i in impls)
-            if not impls:
-                hook = None
-            elif tracing or wrapped:
-                hook = functools.partial(_call_by_keyword, caller)
-            else:
-                hook = _call_in_order([(i.function, bool(i.argnames)) for i in reversed(impls)])
-            setattr(self, name, hook)
-
-
-def _call_by_keyword(caller: Any, state: TrainState) -> None:
-    caller(state=state)
-
-
-def _call_in_order(functions: list[tuple[Any, bool]]) -> Any:
-    def call(state: TrainState) -> None:
-        for function, takes_state in functions:
-            function(state) if takes_state else function()
-
-    return call
 
 
 class Run:
@@ -748,30 +624,3 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
                         + _last_good(run)) from exc
     finally:
         run.run_dir.close()
-
-
-RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
-                     ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",)}
-
-
-def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
-    """The parts of a spec that must not change when a run is resumed."""
-    data = spec.model_dump(mode="json")
-    for path in RESUMABLE_CHANGES:
-        node = data
-        for key in path[:-1]:
-            node = node[key]
-        node.pop(path[-1], None)
-    return data
-
-
-def spec_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Spec paths where two fingerprints differ."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        found = []
-        for key in sorted(saved.keys() | current.keys()):
-            found += spec_differences(saved.get(key), current.get(key), f"{prefix}.{key}" if prefix else key)
-        return found
-    if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
-        return [d for i, (a, b) in enumerate(zip(saved, current)) for d in spec_differences(a, b, f"{prefix}[{i}]")]
-    return [] if saved == current else [prefix or "(root)"]

@@ -122,7 +122,8 @@ def compute_plan(spec: Any, overrides: list[str] | None = None, registry: Regist
     """
     import torch
 
-    from torchtk.core.engine import build_schedulers, split_and_batch
+    from torchtk.core.data import split_and_batch
+    from torchtk.core.engine import build_schedulers
 
     registry = registry or get_registry()
     if not (isinstance(spec, RunSpec) and not overrides):
