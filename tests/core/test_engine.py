@@ -64,6 +64,24 @@ def test_checkpoints_load_with_weights_only(small_spec):
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
 
 
+def one_component_plugin(kind, name, build):
+    """A test plugin providing one params-less component ``name`` of ``kind``, built by ``build()``."""
+    from torchtk.core.components import KINDS
+
+    class Plugin:
+        @hookimpl
+        def register_components(self, register):
+            register(Component(kind, name, f"Test {kind}.", params=NoParams))
+
+    def make(self, name):
+        return build()
+
+    setattr(Plugin, KINDS[kind].hook, hookimpl(make))
+    plugin = Plugin()
+    plugin.__name__ = f"test_{name}"
+    return plugin
+
+
 def final_weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
@@ -393,17 +411,7 @@ class SkipEveryOtherStep:
 
 
 def test_skipping_steps_under_fp16_keeps_training(small_spec):
-    plugin = types.ModuleType("skipper")
-
-    @hookimpl
-    def register_components(register):
-        register(Component("callback", "skip_every_other", "Skips every other update.", params=NoParams))
-
-    @hookimpl
-    def make_callback(name, params):
-        return SkipEveryOtherStep()
-
-    plugin.register_components, plugin.make_callback = register_components, make_callback
+    plugin = one_component_plugin("callback", "skip_every_other", SkipEveryOtherStep)
     small_spec.update(precision="fp16", callbacks=["skip_every_other"])
     small_spec["trainer"]["epochs"] = 2
     result = torchtk.train(small_spec, registry=registry_with(plugin))
@@ -428,39 +436,27 @@ def test_frozen_batchnorm_statistics_stay_fixed(small_spec, tmp_path, monkeypatc
     assert not torch.equal(weights["3.weight"], initial["3.weight"])
 
 
-def sequence_metric_plugin(values):
+class Sequence:
     """A metric whose value at epoch k is values[k - 1] (NaN included)."""
-    module = types.ModuleType("sequence_metric")
 
-    class Sequence:
-        def __init__(self):
-            self.epoch = 0
+    def __init__(self, values):
+        self.values, self.epoch = values, 0
 
-        def reset(self):
-            self.epoch += 1
+    def reset(self):
+        self.epoch += 1
 
-        def update(self, output, target):
-            pass
+    def update(self, output, target):
+        pass
 
-        def compute(self):
-            return values[self.epoch - 1]
-
-    @hookimpl
-    def register_components(register):
-        register(Component("metric", "sequence", "Replays given values.", params=NoParams))
-
-    @hookimpl
-    def make_metric(name, params):
-        return Sequence()
-
-    module.register_components, module.make_metric = register_components, make_metric
-    return module
+    def compute(self):
+        return self.values[self.epoch - 1]
 
 
 def test_a_nan_monitor_value_never_becomes_the_best(small_spec):
     small_spec["metrics"] = ["sequence"]
     small_spec["trainer"].update(monitor="val_sequence", mode="max")
-    result = torchtk.train(small_spec, registry=registry_with(sequence_metric_plugin([float("nan"), 0.5, 0.4])))
+    plugin = one_component_plugin("metric", "sequence", lambda: Sequence([float("nan"), 0.5, 0.4]))
+    result = torchtk.train(small_spec, registry=registry_with(plugin))
     assert result.best["epoch"] == 2
     assert torch.load(result.run_dir / "checkpoints" / "best.pt", weights_only=True)["epoch"] == 2
 
@@ -476,17 +472,7 @@ class GradientRecorder:
 
 def test_accumulation_averages_each_window_over_its_own_batches(small_spec):
     recorder = GradientRecorder()
-    plugin = types.ModuleType("grads")
-
-    @hookimpl
-    def register_components(register):
-        register(Component("callback", "grads", "Records gradients.", params=NoParams))
-
-    @hookimpl
-    def make_callback(name, params):
-        return recorder
-
-    plugin.register_components, plugin.make_callback = register_components, make_callback
+    plugin = one_component_plugin("callback", "grads", lambda: recorder)
     # 600 training samples in batches of 200: 3 batches, windows of 2 and 1
     small_spec.update(loss="bce_with_logits", callbacks=["grads"], scheduler=[],
                       optimizer={"name": "sgd", "params": {"lr": 0.1}})
