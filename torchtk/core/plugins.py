@@ -18,7 +18,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pluggy
 
@@ -65,6 +65,25 @@ def trace_hooks(manager: pluggy.PluginManager) -> None:
     manager.enable_tracing()
 
 
+def trace_provider_calls(manager: pluggy.PluginManager) -> Callable[[], None]:
+    """Print one line per provider call of ``manager`` to stderr, naming the plugins
+    pluggy actually calls: ``torchtk trace: make_loss(name='focal') -> losses.classification``.
+
+    Pluggy's own tracing (:func:`trace_hooks`) prints every argument on its own line,
+    a whole model's repr included; a provider call is identified by its hook and name.
+    Returns the function that undoes it.
+    """
+
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+        answering = ", ".join(dict.fromkeys(impl.plugin_name for impl in reversed(impls))) or "no plugin"
+        sys.stderr.write(f"torchtk trace: {hook_name}(name={kwargs.get('name')!r}) -> {answering}\n")
+
+    def after(outcome: Any, hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+        pass
+
+    return manager.add_hookcall_monitoring(before, after)
+
+
 def _env_names(variable: str) -> set[str] | None:
     value = os.environ.get(variable, "").strip()
     if not value:
@@ -98,7 +117,7 @@ class PluginHost:
         self.strict = os.environ.get("TORCHTK_STRICT_PLUGINS", "") not in ("", "0")
         self.tracing = tracing_enabled()
         if self.tracing:
-            trace_hooks(self.pm)
+            trace_provider_calls(self.pm)
         version = _own_version()
         for module_name in builtins:
             self._load(module_name, module_name, builtin=True, distribution="torchtk", version=version)
@@ -186,11 +205,27 @@ class PluginHost:
             yield self.pm.get_name(impl.plugin), impl.function
 
     def call_provider(self, hook: str, plugin_name: str, **kwargs: Any) -> Any:
-        """Call ``hook`` on one plugin only, passing the arguments its implementation takes."""
+        """Call ``hook`` on plugin ``plugin_name`` only, through pluggy.
+
+        Pluggy calls the hook with ``firstresult`` semantics on a subset caller that
+        leaves out every other plugin: the providing plugin's own wrappers
+        (``@hookimpl(wrapper=True)``) apply, another plugin's never do, since installing
+        a plugin must not change a run that does not ask for its components. Every
+        hookspec argument is passed by keyword; one not given (``model`` outside a
+        run) is ``None``. An implementation takes any subset of them.
+        """
+        caller = getattr(self.pm.hook, hook)
+        spec = caller.spec
+        assert spec is not None, hook
+        unexpected = [arg for arg in kwargs if arg not in spec.argnames]
+        if unexpected:
+            raise TypeError(f"{hook}() got unexpected argument(s) {', '.join(map(repr, unexpected))}; "
+                            f"its hookspec takes {', '.join(spec.argnames)}")
         plugin = self.pm.get_plugin(plugin_name)
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            if impl.plugin is plugin:
-                if self.tracing:
-                    sys.stderr.write(f"torchtk trace: {hook}(name={kwargs.get('name')!r}) -> {plugin_name}\n")
-                return impl.function(*(kwargs.get(arg) for arg in impl.argnames))
-        raise TorchtkError(f"plugin {plugin_name!r} declares a component but does not implement the {hook!r} hook")
+        impls = caller.get_hookimpls()
+        if plugin is None or not any(impl.plugin is plugin for impl in impls):
+            raise TorchtkError(
+                f"plugin {plugin_name!r} declares a component but does not implement the {hook!r} hook")
+        others = [impl.plugin for impl in impls if impl.plugin is not plugin]
+        subset = self.pm.subset_hook_caller(hook, remove_plugins=others)
+        return subset(**{arg: kwargs.get(arg) for arg in spec.argnames})
