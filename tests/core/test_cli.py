@@ -328,3 +328,69 @@ def test_trace_switch_prints_hook_calls(spec_file, small_spec):
     assert result.returncode == 0
     assert "torchtk trace: make_loss(name='focal') -> torchtk.plugins.losses.classification" in result.stderr
     assert re.search(r"torchtk trace: +on_step", result.stderr)
+
+
+# -- the listing commands render plain data from torchtk.core.report ------------------------
+
+SHADOW_FOCAL = """
+    from torchtk import Component, Params, hookimpl
+
+    class P(Params):
+        '''Constant.'''
+
+    @hookimpl
+    def register_components(register):
+        register(Component("loss", "focal", "Another focal loss.", params=P))
+"""
+
+
+def test_plugins_json_is_the_library_report(tk, installed_plugins):
+    from torchtk.core.registry import get_registry
+    from torchtk.core.report import plugin_report
+
+    installed_plugins("torchtk-shadow", {"shadow": "torchtk_fake_shadow", "broken": "torchtk_fake_missing_module"},
+                      {"torchtk_fake_shadow": SHADOW_FOCAL})
+    result = tk("plugins", "--json")
+    assert result.exit_code == 0
+    report = plugin_report(get_registry())
+    assert result.stdout == json.dumps(report, indent=2, default=str) + "\n"
+    plugins = {p["name"]: p for p in report["plugins"]}
+    assert plugins["shadow"] == {"name": "shadow", "builtin": False, "distribution": "torchtk-shadow",
+                                 "version": "1.2.3", "provides": {"loss": 1},
+                                 "hooks": ["register_components"], "status": "ok"}
+    assert plugins["broken"]["status"].startswith("broken: ModuleNotFoundError")
+    builtin_version = plugins["torchtk.plugins.losses.classification"]["version"]
+    [conflict] = [c for c in report["conflicts"] if (c["kind"], c["name"]) == ("loss", "focal")]
+    assert sorted(conflict["providers"]) == [f"shadow (torchtk-shadow 1.2.3)",
+                                             f"torchtk.plugins.losses.classification (torchtk {builtin_version})"]
+    text = tk("plugins").stdout
+    assert "datasets" in text and "conflict: loss 'focal'" in text and "broken" in text
+
+
+def test_list_renders_the_library_rows(tk, installed_plugins):
+    from torchtk.core import report
+    from torchtk.core.registry import get_registry
+
+    installed_plugins("torchtk-shadow", {"shadow": "torchtk_fake_shadow"}, {"torchtk_fake_shadow": SHADOW_FOCAL})
+    result = tk("list", "losses", "--json")
+    registry = get_registry()
+    assert result.stdout == json.dumps(report.component_list(registry, "losses"), indent=2) + "\n"
+    assert tk("list", "--json").json() == report.kind_counts(registry)
+    rows = {r["name"]: r for r in report.component_rows(registry, "loss")}
+    assert rows["focal (conflict)"]["provider"] in ("losses.classification", "shadow (torchtk-shadow 1.2.3)")
+    assert rows["tversky"]["provider"] == "losses.segmentation"
+    assert rows["l2_regularization"]["aliases"] == ["l2_penalty"]
+    focal = next(r for r in report.component_list(registry, "loss") if r["name"] == "focal")
+    assert focal["conflict"] is True and focal["plugin"] in ("torchtk.plugins.losses.classification", "shadow")
+    assert "focal (conflict)" in tk("list", "losses").stdout
+
+
+def test_short_provider_names_builtins_by_module_and_others_by_distribution():
+    from torchtk import Component
+    from torchtk.core.report import short_provider
+
+    builtin = Component("loss", "x", "X.", plugin="torchtk.plugins.losses.classification", distribution="torchtk",
+                        version="0.1.0")
+    third = Component("loss", "x", "X.", plugin="mine", distribution="torchtk-mine", version="2.0")
+    assert short_provider(builtin) == "losses.classification"
+    assert short_provider(third) == "mine (torchtk-mine 2.0)"

@@ -56,13 +56,6 @@ def _table(*columns: str, **options: Any) -> Any:
                    else Column(c, no_wrap=True) for c in columns), **options)
 
 
-def _short_provider(component: Any) -> str:
-    """``losses.classification`` for a built-in, ``name (dist version)`` for others."""
-    if component.distribution == "torchtk":
-        return component.plugin.removeprefix("torchtk.plugins.")
-    return component.provider
-
-
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -81,13 +74,14 @@ def list_components(
 ) -> None:
     """List components of a kind with summary and providing plugin."""
 
+    from torchtk.core import report
     from torchtk.core.components import KINDS
 
     registry = _registry()
     if kind is None and pattern is not None:
         raise UserInputError("--filter needs a KIND, e.g. tk list losses --filter '*dice*'")
     if kind is None:
-        counts = {k: len(registry.names(k)) for k in KINDS}
+        counts = report.kind_counts(registry)
         if as_json:
             return _print_json(counts)
         table = _table("kind", "components", "list with", box=None)
@@ -95,17 +89,12 @@ def list_components(
             table.add_row(name, str(count), f"tk list {KINDS[name].plural}")
         _console().print(table)
         return None
-    components = registry.components(kind, pattern)
-    conflicted = {(k, n) for k, n, _ in registry.conflicts()}
     if as_json:
-        return _print_json([{"name": c.name, "aliases": list(c.aliases), "summary": c.summary, "plugin": c.plugin,
-                             "distribution": c.distribution, "conflict": (c.kind, c.name) in conflicted}
-                            for c in components])
+        return _print_json(report.component_list(registry, kind, pattern))
     table = _table("name", "plugin", "summary", box=None)
-    for c in components:
-        name = c.name + (" (conflict)" if (c.kind, c.name) in conflicted else "")
-        aliases = f" [dim](alias: {', '.join(c.aliases)})[/dim]" if c.aliases else ""
-        table.add_row(name, _short_provider(c), c.summary + aliases)
+    for row in report.component_rows(registry, kind, pattern):
+        aliases = f" [dim](alias: {', '.join(row['aliases'])})[/dim]" if row["aliases"] else ""
+        table.add_row(row["name"], row["provider"], row["summary"] + aliases)
     _console().print(table)
     return None
 
@@ -152,31 +141,18 @@ def show(
 @app.command("plugins")
 def plugins(as_json: bool = JSON_OPTION) -> None:
     """Installed plugins: origin, version, what each provides, and any that failed to load."""
-    from collections import Counter
+    from torchtk.core.report import plugin_report, short_plugin_name
 
-
-    registry = _registry()
-    provided: dict[str, Counter] = {}
-    for comps in registry.providers.values():
-        for c in comps:
-            provided.setdefault(c.plugin, Counter())[c.kind] += 1
-    rows = []
-    for info in registry.host.plugins.values():
-        rows.append({
-            "name": info.name, "builtin": info.builtin, "distribution": info.distribution,
-            "version": info.version, "provides": dict(provided.get(info.name, {})), "hooks": info.hooks,
-            "status": f"broken: {info.reason}" if info.broken else "ok",
-        })
-    conflicts = [{"kind": k, "name": n, "providers": [c.provider for c in comps]}
-                 for k, n, comps in registry.conflicts()]
+    data = plugin_report(_registry())
     if as_json:
-        return _print_json({"plugins": rows, "conflicts": conflicts})
+        return _print_json(data)
+    rows, conflicts = data["plugins"], data["conflicts"]
     table = _table("plugin", "distribution", "status", "provides", box=None)
     for row in rows:
         dist = f"{row['distribution']} {row['version']}".strip()
         provides = ", ".join(f"{n} {k}" for k, n in sorted(row["provides"].items())) or "-"
         status = "broken (see below)" if row["status"] != "ok" else "ok"
-        table.add_row(row["name"].removeprefix("torchtk.plugins."), dist, status, provides)
+        table.add_row(short_plugin_name(row["name"]), dist, status, provides)
     console = _console()
     console.print(table)
     for row in rows:
