@@ -1,49 +1,77 @@
 """A run's directory: spec.json, train.log, history.csv, metrics.json, checkpoints, curves.
 
 Every file that matters after a crash is written atomically (temporary file + rename),
-so an interrupted run always keeps its last good checkpoint.
+so an interrupted run always keeps its last good checkpoint. Large files (checkpoints,
+``curves.png``) are streamed into the temporary file, never held in memory whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
+import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from torchtk.core.errors import UserInputError
 
-
-def _file_mode() -> int:
-    """The mode ``open()`` would give a new file (mkstemp would give 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+_TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-FILE_MODE = _file_mode()
+def _create_temporary(path: Path) -> tuple[Path, BinaryIO]:
+    """A new, uniquely named file next to ``path``, open for writing.
+
+    Created with mode 0666 so that the process umask (and a default ACL) applies just
+    as it does to ``open()``: the final file gets the mode any other new file would.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, _TEMPORARY_FLAGS, 0o666)
+        except FileExistsError:
+            continue
+        return tmp, os.fdopen(fd, "wb")
+    raise FileExistsError(f"no unused temporary name next to {path}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Write ``path`` atomically through a binary file object: readers see the old file
+    or the complete new one, never half of it.
+
+    The data goes to a temporary file in the same directory (so the rename cannot cross
+    file systems), which is flushed, fsynced and renamed over ``path`` when the block
+    ends, and the directory is fsynced to make the rename durable. If the block raises
+    (``KeyboardInterrupt`` included), the temporary file is removed and ``path`` is left
+    as it was.
+
+        with atomic_writer(run / "checkpoints" / "last.pt") as handle:
+            torch.save(payload, handle)
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp, handle = _create_temporary(path)
     try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_directory(path.parent)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -60,7 +88,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -116,12 +144,14 @@ class RunDir:
         atomic_write_text(self.path / "metrics.json", json.dumps(_finite(summary), indent=2) + "\n")
 
     def save_checkpoint(self, payload: dict[str, Any], name: str) -> Path:
+        """Write ``checkpoints/<name>`` atomically, streaming ``torch.save`` into it (no
+        in-memory copy of the serialised checkpoint); it loads with
+        ``torch.load(weights_only=True)`` when ``payload`` holds tensors and plain data."""
         import torch
 
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
         path = self.checkpoints / name
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_writer(path) as handle:
+            torch.save(payload, handle)
         return path
 
     def write_curves(self, history: list[dict[str, float]]) -> Path | None:
@@ -153,10 +183,11 @@ class RunDir:
             ax.legend(fontsize=8)
         fig.tight_layout()
         path = self.path / "curves.png"
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buffer.getvalue())
+        try:
+            with atomic_writer(path) as handle:
+                fig.savefig(handle, format="png", dpi=100)
+        finally:
+            plt.close(fig)
         return path
 
 
