@@ -93,6 +93,16 @@ def test_a_plugin_declaring_a_component_without_its_hook_is_a_clear_error():
         registry.create("loss", "ghost")
 
 
+def test_a_plugin_with_only_a_wrapper_does_not_implement_the_hook():
+    @hookimpl(wrapper=True)
+    def make_loss():
+        return (yield)
+
+    registry = registry_with(loss_plugin("wrapper_only", "ghost", make_loss=make_loss))
+    with pytest.raises(TorchtkError, match="does not implement the 'make_loss' hook"):
+        registry.create("loss", "ghost")
+
+
 def test_an_impl_may_take_any_subset_of_the_arguments():
     seen = {}
 

@@ -67,7 +67,8 @@ def trace_hooks(manager: pluggy.PluginManager) -> None:
 
 def trace_provider_calls(manager: pluggy.PluginManager) -> Callable[[], None]:
     """Print one line per provider call of ``manager`` to stderr, naming the plugins
-    pluggy actually calls: ``torchtk trace: make_loss(name='focal') -> losses.classification``.
+    pluggy actually calls (the provider, once even if it also wraps the hook):
+    ``torchtk trace: make_loss(name='focal') -> torchtk.plugins.losses.classification``.
 
     Pluggy's own tracing (:func:`trace_hooks`) prints every argument on its own line,
     a whole model's repr included; a provider call is identified by its hook and name.
@@ -223,7 +224,8 @@ class PluginHost:
                             f"its hookspec takes {', '.join(spec.argnames)}")
         plugin = self.pm.get_plugin(plugin_name)
         impls = caller.get_hookimpls()
-        if plugin is None or not any(impl.plugin is plugin for impl in impls):
+        if plugin is None or not any(impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper)
+                                     for impl in impls):
             raise TorchtkError(
                 f"plugin {plugin_name!r} declares a component but does not implement the {hook!r} hook")
         others = [impl.plugin for impl in impls if impl.plugin is not plugin]
