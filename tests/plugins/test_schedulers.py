@@ -303,3 +303,86 @@ def test_resolved_spec_is_explicit(small_spec):
     params = spec.scheduler[0].params
     assert params["then"]["params"] == {"T_max": 3, "eta_min": 0.0}
     assert params["mode"] == "linear" and math.isclose(params["start_factor"], 0.1)
+
+
+# -- names inside params resolve in the registry that validates them ------------------------------
+
+
+def plugin_providing_scheduler(name, params=None, extras=None):
+    """A test plugin with one scheduler ``name``; what it builds is marked ``built_by_plugin``."""
+    from torchtk import Component, NoParams, hookimpl
+
+    class Plugin:
+        __name__ = f"test_{name}"
+
+        @hookimpl
+        def register_components(self, register):
+            register(Component("scheduler", name, "Test scheduler.", params=params or NoParams, extras=extras or {}))
+
+        @hookimpl
+        def make_scheduler(self, name, params, optimizer, run):
+            scheduler = L.LambdaLR(optimizer, lambda epoch: 0.5)
+            scheduler.built_by_plugin = True
+            return scheduler
+
+    return Plugin()
+
+
+def test_a_plugin_scheduler_inside_warmup_resolves_in_the_registry_passed_in(small_spec):
+    from torchtk.core.spec import load_resolved, load_spec
+    from torchtk.testing import registry_with
+
+    registry = registry_with(plugin_providing_scheduler("my_scheduler"))
+    spec = spec_with(small_spec, {"name": "warmup", "params": {"length": 2, "then": "my_scheduler"}})
+    assert load_spec(spec, registry=registry).scheduler[0].params["then"] == {"name": "my_scheduler", "params": {}}
+    entry = load_resolved(spec, registry=registry).entry("scheduler[0]")
+    then = entry.params.then
+    assert then.component.plugin == "test_my_scheduler"
+    warmup = registry.build(entry.component, entry.params, optimizer=optimizer(), run=None)
+    assert warmup.after.built_by_plugin  # built by the plugin, through the registry that resolved it
+    with pytest.raises(SpecError) as raised:
+        load_spec(spec)  # the process-wide registry has no such scheduler
+    message = dict(raised.value.problems)["scheduler[0].params.then.name"]
+    assert "unknown scheduler 'my_scheduler'" in message and "tk list schedulers" in message
+
+
+def test_plugin_schedulers_inside_sequential_and_chained_resolve_in_the_registry_passed_in(small_spec):
+    from torchtk.core.spec import load_resolved
+    from torchtk.testing import registry_with
+
+    registry = registry_with(plugin_providing_scheduler("my_scheduler"))
+    for params in ({"schedulers": ["my_scheduler", "my_scheduler"], "milestones": [3]},
+                   {"schedulers": ["my_scheduler", {"name": "exponential", "params": {"gamma": 0.9}}]}):
+        name = "sequential" if "milestones" in params else "chained"
+        entry = load_resolved(spec_with(small_spec, {"name": name, "params": params}), registry=registry).entry(
+            "scheduler[0]")
+        built = registry.build(entry.component, entry.params, optimizer=optimizer(), run=None)
+        assert built._schedulers[0].built_by_plugin
+        with pytest.raises(SpecError, match=r"scheduler\[0\].params.schedulers\[0\].name: unknown scheduler"):
+            torchtk.load_spec(spec_with(small_spec, {"name": name, "params": params}))
+
+
+def test_a_plugin_function_style_scheduler_works_as_lr_lambda_in_the_registry_passed_in(small_spec):
+    from torchtk.core.spec import load_resolved
+    from torchtk.plugins.schedulers import StepDecayParams
+    from torchtk.testing import registry_with
+
+    registry = registry_with(plugin_providing_scheduler(
+        "my_decay", params=StepDecayParams, extras={"lr_lambda": "torchtk.plugins.schedulers:step_decay"}))
+    spec = spec_with(small_spec, {"name": "lambda", "params": {"lr_lambda": "my_decay"}})
+    entry = load_resolved(spec, registry=registry).entry("scheduler[0]")
+    scheduler = registry.build(entry.component, entry.params, optimizer=optimizer(), run=None)
+    assert scheduler.lr_lambdas[0](30) == pytest.approx(0.1)  # step_decay's defaults: tenfold down at 30
+    found = problems(spec)
+    assert "neither an expression nor a function-style scheduler" in found["scheduler[0].params.lr_lambda"]
+
+
+def test_params_validated_without_a_context_use_the_process_wide_registry():
+    from torchtk.plugins.schedulers import WarmupParams
+
+    params = WarmupParams.model_validate({"length": 2, "then": {"name": "exponential", "params": {"gamma": 0.9}}})
+    assert params.then.component.name == "exponential" and params.then.params == {"gamma": 0.9}
+    assert params == WarmupParams.model_validate(params.model_dump())  # what it remembers is not its value
+    assert copy.deepcopy(params).then.component is params.then.component
+    with pytest.raises(ValueError, match="unknown scheduler 'my_scheduler'"):
+        WarmupParams.model_validate({"length": 2, "then": "my_scheduler"})

@@ -16,16 +16,26 @@ class UserInputError(TorchtkError):
 
 
 class SpecError(UserInputError):
-    """An invalid run spec; ``problems`` are ``(spec_path, message)`` pairs."""
+    """An invalid run spec; ``problems`` are ``(spec_path, message)`` pairs.
 
-    def __init__(self, problems: list[tuple[str, str]], source: str = "spec") -> None:
+    ``positions``, parallel to ``problems``, holds the ``(line, column)`` in the file
+    ``source`` where each problem is, or ``None`` (a dict, a ``--set``, a default).
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "spec",
+                 positions: list[tuple[int, int] | None] | None = None) -> None:
         self.problems = problems
         self.source = source
-        lines = [f"{source}: invalid spec"] if len(problems) > 1 else []
-        for path, message in problems:
+        self.positions = list(positions) if positions is not None else [None] * len(problems)
+        many = len(problems) > 1
+        lines = [f"{source}: invalid spec"] if many else []
+        for (path, message), position in zip(problems, self.positions):
             where = f"{path}: " if path else ""
-            prefix = "  " if len(problems) > 1 else f"{source}: "
-            lines.append(f"{prefix}{where}{message}")
+            if position is not None:
+                prefix = f"{source}:{position[0]}:{position[1]}: "
+            else:
+                prefix = "" if many else f"{source}: "
+            lines.append(f"{'  ' if many else ''}{prefix}{where}{message}")
         super().__init__("\n".join(lines))
 
 

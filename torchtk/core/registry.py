@@ -217,8 +217,13 @@ class Registry:
                 f"model: {type(exc).__name__}: {exc}") from exc
 
     def validate_params(self, component: Component, params: dict[str, Any]) -> BaseModel:
-        """Validate raw params against the component's model (raises pydantic's error)."""
-        return self.params_model(component).model_validate(params)
+        """Validate raw params against the component's model (raises pydantic's error).
+
+        This registry is the validation context (``info.context["registry"]``), so a
+        params model that names other components (a scheduler inside ``warmup``)
+        resolves them here, not in the process-wide registry.
+        """
+        return self.params_model(component).model_validate(params, context={"registry": self})
 
     def create(self, kind: str, name: str, **kwargs: Any) -> Any:
         """Build a component from keyword params; run objects (``optimizer=``, ``model=``)

@@ -14,6 +14,12 @@ its plugin builds it with ``LambdaLR(optimizer, lambda epoch: function(epoch, pa
 Its name then also works as ``{"name": "lambda", "params": {"lr_lambda": NAME}}``
 (with the function's default params).
 
+Names (of nested schedulers, of function-style schedulers) are resolved in the registry
+that validates the params, passed as pydantic's validation context
+(``info.context["registry"]``, as ``Registry.validate_params`` does); only params
+validated without a context use the process-wide ``torchtk.registry``. A validated
+params model remembers what it resolved, so building it never resolves names again.
+
 Nothing here imports torch at import time: params models derived from torch's
 constructors are built on first use.
 """
@@ -24,12 +30,15 @@ import ast
 import functools
 import math
 import operator
-from typing import Any, Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from torchtk import Component, Params, TorchtkError, hookimpl
+
+if TYPE_CHECKING:
+    from torchtk.core.registry import Registry
 
 FloatOrList = Union[float, list[float]]
 
@@ -113,32 +122,65 @@ def _compile(node: ast.AST, source: str) -> Callable[[float], Any]:
     raise ExpressionError(f"{snippet!r} is not allowed; {EXPRESSION_HELP}")
 
 
-def function_schedulers() -> dict[str, Component]:
-    """Function-style schedulers (catalog entries declaring ``extras["lr_lambda"]``) by name."""
+# -- which registry names are resolved in ------------------------------------------------------
+
+
+def registry_from(info: ValidationInfo | None = None) -> Registry:
+    """The registry validating these params (the validation context's ``"registry"``),
+    or the process-wide one when params are validated without a context."""
+    context = info.context if info is not None else None
+    if isinstance(context, dict) and context.get("registry") is not None:
+        return context["registry"]
     import torchtk
 
-    return {c.name: c for c in torchtk.registry.components("scheduler") if c.extras.get("lr_lambda")}
+    return torchtk.registry
 
 
-def lr_function(text: str) -> Callable[[int], float]:
+class _Pinned:
+    """What a params model remembers from its validation: the registry, and for a nested
+    scheduler its component and validated params. Copies of the params model share it
+    (it is never deep-copied), and it takes no part in equality."""
+
+    __slots__ = ("registry", "component", "params")
+
+    def __init__(self, registry: Registry, component: Component | None = None, params: Any = None) -> None:
+        self.registry, self.component, self.params = registry, component, params
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Pinned:
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Pinned)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def function_schedulers(registry: Registry | None = None) -> dict[str, Component]:
+    """Function-style schedulers (catalog entries declaring ``extras["lr_lambda"]``) by name."""
+    registry = registry if registry is not None else registry_from()
+    return {c.name: c for c in registry.components("scheduler") if c.extras.get("lr_lambda")}
+
+
+def lr_function(text: str, registry: Registry | None = None) -> Callable[[int], float]:
     """``f(epoch) -> factor`` for an expression or a function-style scheduler's name."""
     if text.isidentifier() and text != VARIABLE and text not in CONSTANTS:
         from torchtk.core.components import load_object
 
-        component = function_schedulers().get(text)
+        registry = registry if registry is not None else registry_from()
+        component = function_schedulers(registry).get(text)
         if component is not None:
             function = load_object(component.extras["lr_lambda"])
-            params = component.params_model()
+            params = registry.validate_params(component, {})
             return lambda epoch: function(epoch, params)
     return compile_expression(text)
 
 
-def _check_lr_function(text: str) -> str:
+def _check_lr_function(text: str, registry: Registry) -> str:
     if text.isidentifier() and text != VARIABLE and text not in CONSTANTS:
-        named = function_schedulers()
+        named = function_schedulers(registry)
         if text in named:
             try:
-                named[text].params_model()
+                registry.validate_params(named[text], {})
             except ValidationError:
                 raise ValueError(f"{text!r} has required params; use it as its own scheduler "
                                  f"{{\"name\": \"{text}\", \"params\": {{...}}}}") from None
@@ -168,17 +210,26 @@ class LambdaParams(Params):
                     "a function-style scheduler; a list gives one per param group.",
         min_length=1)
 
+    _pinned: Optional[_Pinned] = PrivateAttr(default=None)
+
     @field_validator("lr_lambda")
     @classmethod
-    def _valid_functions(cls, value: Union[str, list[str]]) -> Union[str, list[str]]:
+    def _valid_functions(cls, value: Union[str, list[str]], info: ValidationInfo) -> Union[str, list[str]]:
+        registry = registry_from(info)
         for text in [value] if isinstance(value, str) else value:
-            _check_lr_function(text)
+            _check_lr_function(text, registry)
         return value
 
+    @model_validator(mode="after")
+    def _remember_registry(self, info: ValidationInfo) -> LambdaParams:
+        self._pinned = _Pinned(registry_from(info))
+        return self
+
     def functions(self) -> Union[Callable[[int], float], list[Callable[[int], float]]]:
+        registry = self._pinned.registry if self._pinned is not None else registry_from()
         if isinstance(self.lr_lambda, str):
-            return lr_function(self.lr_lambda)
-        return [lr_function(text) for text in self.lr_lambda]
+            return lr_function(self.lr_lambda, registry)
+        return [lr_function(text, registry) for text in self.lr_lambda]
 
 
 class MultiplicativeParams(LambdaParams):
@@ -220,10 +271,17 @@ def _error_at(loc: tuple[Any, ...], message: str, value: Any) -> ValidationError
 
 
 class NestedScheduler(Params):
-    """One scheduler inside a composite: ``{"name": ..., "params": {...}}`` or a bare name."""
+    """One scheduler inside a composite: ``{"name": ..., "params": {...}}`` or a bare name.
+
+    Validating it resolves the name and validates the params in the validating registry;
+    ``params`` become the full validated params (what ``spec.json`` shows), and the
+    component, its params model instance and the registry are remembered for
+    :meth:`build`.
+    """
 
     name: str = Field(description="Scheduler name, as in the spec's scheduler slot.")
     params: dict[str, Any] = Field(default_factory=dict, description="The scheduler's params.")
+    _pinned: Optional[_Pinned] = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -231,15 +289,15 @@ class NestedScheduler(Params):
         return {"name": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
-    def _validate_params(self) -> NestedScheduler:
-        import torchtk
-
+    def _validate_params(self, info: ValidationInfo) -> NestedScheduler:
+        registry = registry_from(info)
         try:
-            component = torchtk.registry.resolve("scheduler", self.name)
+            component = registry.resolve("scheduler", self.name)
+            registry.params_model(component)
         except TorchtkError as exc:
             raise _error_at(("name",), str(exc), self.name) from None
         try:
-            validated = component.params_model.model_validate(self.params)
+            validated = registry.validate_params(component, self.params)
         except ValidationError as exc:
             raise ValidationError.from_exception_data("scheduler", [
                 InitErrorDetails(type=error["type"] if error["type"] != "value_error" else
@@ -248,20 +306,25 @@ class NestedScheduler(Params):
                                  **({"ctx": error["ctx"]} if "ctx" in error and error["type"] != "value_error" else {}))
                 for error in exc.errors()]) from None
         object.__setattr__(self, "params", validated.model_dump(mode="json"))
+        self._pinned = _Pinned(registry, component, validated)
         return self
+
+    def _resolution(self) -> _Pinned:
+        """What validation resolved; an instance built without validation
+        (``model_construct``) is resolved now, in the process-wide registry."""
+        if self._pinned is None:
+            registry = registry_from()
+            component = registry.resolve("scheduler", self.name)
+            self._pinned = _Pinned(registry, component, registry.validate_params(component, self.params))
+        return self._pinned
 
     @property
     def component(self) -> Component:
-        import torchtk
-
-        return torchtk.registry.resolve("scheduler", self.name)
+        return self._resolution().component
 
     def build(self, optimizer: Any, run: Any) -> Any:
-        import torchtk
-
-        component = self.component
-        params = component.params_model.model_validate(self.params)
-        return torchtk.registry.build(component, params, optimizer=optimizer, run=run)
+        resolved = self._resolution()
+        return resolved.registry.build(resolved.component, resolved.params, optimizer=optimizer, run=run)
 
 
 def _no_metric_schedulers(refs: list[NestedScheduler], where: str) -> list[NestedScheduler]:

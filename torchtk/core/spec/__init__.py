@@ -1,0 +1,48 @@
+"""The run spec: what a run is, read from a file, a dict or a ``RunSpec``, and validated.
+
+Validation is strict: unknown keys are errors and nothing is coerced (``"0.1"`` is not
+a number). Every problem is reported with its spec path, such as
+``loss[0].params.gamma``, and, for a file, its ``file:line:column``.
+
+The package is split by concern; everything other modules use is importable from here:
+
+- :mod:`~torchtk.core.spec.models`: the pydantic models and :data:`SLOTS`, the one table of component slots
+- :mod:`~torchtk.core.spec.loading`: reading JSON/YAML files (with positions), bundled examples
+- :mod:`~torchtk.core.spec.sourcemap`: where each value of a file is (line, column)
+- :mod:`~torchtk.core.spec.overrides`: ``--set key.path=value``
+- :mod:`~torchtk.core.spec.problems`: spec paths, and pydantic errors worded for JSON users
+- :mod:`~torchtk.core.spec.resolve`: the second pass against a registry, :class:`ResolvedSpec`, :func:`load_resolved`
+- :mod:`~torchtk.core.spec.schema`: the JSON Schema of ``tk schema``
+- :mod:`~torchtk.core.spec.fingerprint`: what may change when a run is resumed
+"""
+
+from torchtk.core.spec.fingerprint import RESUMABLE_CHANGES, spec_differences, spec_fingerprint
+from torchtk.core.spec.loading import EXAMPLES_DIR, bundled_examples, read_spec_file, read_spec_source
+from torchtk.core.spec.models import (
+    COMPONENT_SLOTS,
+    ONE_OR_MANY,
+    SLOT_BY_FIELD,
+    SLOTS,
+    ComponentRef,
+    DataSpec,
+    LossTerm,
+    ModelRef,
+    RunSpec,
+    SchedulerRef,
+    Slot,
+    TrainerSpec,
+)
+from torchtk.core.spec.overrides import apply_override, blame_overrides
+from torchtk.core.spec.problems import format_loc, problems_from, split_path
+from torchtk.core.spec.resolve import Entry, ResolvedSpec, load_resolved, load_spec, resolve, resolve_spec
+from torchtk.core.spec.schema import run_spec_schema
+from torchtk.core.spec.sourcemap import DuplicateKey, SourceMap
+
+__all__ = [
+    "COMPONENT_SLOTS", "EXAMPLES_DIR", "ONE_OR_MANY", "RESUMABLE_CHANGES", "SLOTS", "SLOT_BY_FIELD",
+    "ComponentRef", "DataSpec", "DuplicateKey", "Entry", "LossTerm", "ModelRef", "ResolvedSpec", "RunSpec",
+    "SchedulerRef", "Slot", "SourceMap", "TrainerSpec",
+    "apply_override", "blame_overrides", "bundled_examples", "format_loc", "load_resolved", "load_spec",
+    "problems_from", "read_spec_file", "read_spec_source", "resolve", "resolve_spec", "run_spec_schema",
+    "spec_differences", "spec_fingerprint", "split_path",
+]

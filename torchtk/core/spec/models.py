@@ -1,0 +1,169 @@
+"""The run spec's pydantic models, and the one table of its component slots.
+
+These models are the first validation pass: the spec's own shape (keys, types,
+bounds), strict and with unknown keys rejected. A component's ``params`` stay a plain
+dict here; the second pass (:mod:`torchtk.core.spec.resolve`) checks them against the
+component's own params model, which only the registry knows.
+
+:data:`SLOTS` lists every field that holds component references, in build order. Build
+order, spec paths, the one-or-list shorthand, ``--set`` shorthand expansion and the JSON
+Schema are all derived from it, so a new slot is added in one place (and as a field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ComponentRef(_Strict):
+    """``{"name": ..., "params": {...}}``; a bare string is shorthand for ``{"name": ...}``."""
+
+    name: str = Field(description="Component name, alias, or plugin::name to pick a provider.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The component's params.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @property
+    def validated_params(self) -> Any:
+        """Always ``None``: kept only while the engine moves to ``resolve`` (whose
+        :class:`~torchtk.core.spec.resolve.Entry` carries the validated params). Callers
+        that still read it validate ``params`` themselves."""
+        return None
+
+
+class ModelRef(ComponentRef):
+    """A model by component name, or any factory by import path:
+    ``{"import": "my_package.models:build", "params": {...}}`` calls ``build(**params)``."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
+
+    name: Optional[str] = Field(None, exclude_if=lambda value: value is None,
+                                description="Model component name (see tk list models).")
+    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=r"^[\w.]+:[\w.]+$",
+                                   description="package.module:factory returning an nn.Module.")
+
+    @model_validator(mode="after")
+    def _name_or_import(self) -> "ModelRef":
+        if (self.name is None) == (self.import_ is None):
+            raise ValueError("give exactly one of name or import")
+        return self
+
+
+class LossTerm(ComponentRef):
+    """One term of the run's loss; the run's loss is the weighted sum of its terms."""
+
+    weight: float = Field(1.0, description="Multiplier of this term in the total loss.")
+
+
+class SchedulerRef(ComponentRef):
+    """A scheduler, optionally overriding when it steps."""
+
+    interval: Optional[Literal["epoch", "step"]] = Field(
+        None, description="Step per epoch or per optimizer update; default: the scheduler's own declaration.")
+    monitor: str = Field("val_loss", description="Logged value passed to schedulers that need a metric.")
+
+
+class DataSpec(ComponentRef):
+    """The dataset and how it is split and batched."""
+
+    batch_size: int = Field(32, ge=1, description="Samples per batch.")
+    val_split: float = Field(0.2, ge=0, lt=1, description="Fraction held out for validation (0: no validation).")
+    shuffle: bool = Field(True, description="Reshuffle the training set every epoch.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process).")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A field of :class:`RunSpec` that holds component references.
+
+    ``many``: the field is a list (spec paths ``field[i]``); ``one_or_many``: a single
+    reference is also accepted and read as a one-element list.
+    """
+
+    field: str
+    kind: str
+    ref_model: type[ComponentRef]
+    many: bool = False
+    one_or_many: bool = False
+
+    def paths(self, value: Any) -> list[tuple[str, Any]]:
+        """``(spec path, ref)`` for the slot's value in a spec."""
+        if self.many:
+            return [(f"{self.field}[{index}]", ref) for index, ref in enumerate(value)]
+        return [(self.field, value)]
+
+
+SLOTS: tuple[Slot, ...] = (  # in build order
+    Slot("model", "model", ModelRef),
+    Slot("data", "dataset", DataSpec),
+    Slot("loss", "loss", LossTerm, many=True, one_or_many=True),
+    Slot("optimizer", "optimizer", ComponentRef),
+    Slot("scheduler", "scheduler", SchedulerRef, many=True, one_or_many=True),
+    Slot("freeze", "freeze", ComponentRef, many=True),
+    Slot("precision", "precision", ComponentRef),
+    Slot("callbacks", "callback", ComponentRef, many=True),
+    Slot("metrics", "metric", ComponentRef, many=True),
+)
+SLOT_BY_FIELD: dict[str, Slot] = {slot.field: slot for slot in SLOTS}
+# slots holding component refs, where --set may expand a bare name to {"name": ...} to set its params
+COMPONENT_SLOTS = frozenset(SLOT_BY_FIELD)
+ONE_OR_MANY = frozenset(slot.field for slot in SLOTS if slot.one_or_many)
+
+
+class TrainerSpec(_Strict):
+    """How long, where, and what to keep."""
+
+    epochs: int = Field(10, ge=1, description="Number of passes over the training set.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda, cuda:N or mps.")
+    output_dir: str = Field("runs", description="Where run directories are created.")
+    monitor: str = Field("val_loss", description="Logged value that decides the best checkpoint.")
+    mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) monitor is better.")
+    accumulate_grad_batches: int = Field(1, ge=1, description="Batches whose gradients are summed per optimizer update.")
+    log_every_n_steps: int = Field(20, ge=1, description="How often the live loss is read from the device.")
+    progress: bool = Field(True, description="Show a progress bar on a terminal.")
+
+
+class RunSpec(_Strict):
+    """A whole training run."""
+
+    name: str = Field("run", pattern=r"^[\w.-]+$", description="Run name, used in the run directory's name.")
+    description: str = Field("", description="What this run is for (shown by tk examples).")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed for initialisation, splitting and shuffling.")
+    model: ModelRef
+    data: DataSpec
+    loss: list[LossTerm] = Field(min_length=1, description="One loss or a list of weighted terms.")
+    optimizer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="adam"))
+    scheduler: list[SchedulerRef] = Field(default_factory=list, description="None, one, or a list (chained).")
+    freeze: list[ComponentRef] = Field(default_factory=list, description="Fine-tuning policies, applied in order.")
+    precision: ComponentRef = Field(default_factory=lambda: ComponentRef(name="fp32"))
+    callbacks: list[ComponentRef] = Field(default_factory=list, description="Step/epoch callbacks, run in this order.")
+    metrics: list[ComponentRef] = Field(default_factory=list, description="Validation metrics, logged as val_<name>.")
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: Any) -> Any:
+        """A one-or-many slot given one ref is a one-element list; ``null`` in an
+        optional one (``"scheduler": null``) is the empty list."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for field in ONE_OR_MANY:
+                if isinstance(data.get(field), (str, dict)):
+                    data[field] = [data[field]]
+                elif field in data and data[field] is None and not cls.model_fields[field].is_required():
+                    data[field] = []
+        return data
+
+    def component_refs(self) -> list[tuple[str, str, ComponentRef]]:
+        """``(spec path, kind, ref)`` for every component the spec names, in build order."""
+        return [(path, slot.kind, ref) for slot in SLOTS for path, ref in slot.paths(getattr(self, slot.field))]

@@ -1,0 +1,95 @@
+"""Spec paths and readable problems: the one place pydantic's errors become the
+``(spec path, message)`` pairs a :class:`~torchtk.core.errors.SpecError` carries.
+
+Both validation passes and ``--set`` speak in spec paths (``loss[0].params.gamma``);
+this module turns pydantic locations into them and back into parts, and words each
+problem for a JSON user: no Python class names, "unknown key" with the valid keys,
+"required, but missing".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+MISSING = "required, but missing"
+UNKNOWN_KEY = "unknown key"
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """``("loss", 0, "params", "gamma")`` -> ``loss[0].params.gamma``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "list[", "dict[")):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def split_path(path: str) -> list[str | int]:
+    """``loss[0].params.gamma`` -> ``["loss", 0, "params", "gamma"]`` (``a.0`` is index 0 too)."""
+    parts: list[str | int] = []
+    for name, index in _PATH_PART.findall(path):
+        if index:
+            parts.append(int(index))
+        elif name.isdigit():
+            parts.append(int(name))
+        else:
+            parts.append(name)
+    return parts
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the object at ``loc`` inside ``model`` (for "unknown key" hints)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return []
+        current = _inner_model(current.model_fields[part].annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _inner_model(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def _plain(message: str) -> str:
+    """Pydantic's wording without Python internals: no "Value error," prefix or class names."""
+    message = re.sub(r"^(Value|Assertion) error, ", "", message)
+    message = re.sub(r"Input should be a valid dictionary or instance of \w+", "Input should be an object", message)
+    return message.replace("valid dictionary", "object").replace("NoneType", "null")
+
+
+def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[BaseModel]) -> list[tuple[str, str]]:
+    """Readable ``(spec path, message)`` pairs from a pydantic error."""
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        if loc and isinstance(loc[-1], str) and loc[-1].startswith("function-"):
+            loc = loc[:-1]
+        path = format_loc(prefix + loc)
+        if item["type"] == "extra_forbidden":
+            valid = _fields_at(model, loc[:-1])
+            message = f"{UNKNOWN_KEY} {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
+        elif item["type"] == "missing":
+            message = MISSING
+        else:
+            message = f"{_plain(item['msg'])} (got {json.dumps(item.get('input'), default=repr)})"
+        problems.append((path, message))
+    return problems

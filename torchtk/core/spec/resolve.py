@@ -1,0 +1,185 @@
+"""The second validation pass, and the whole road from a source to a resolved spec.
+
+The first pass (:class:`~torchtk.core.spec.models.RunSpec`) checks the spec's shape.
+The second resolves every component reference to one component of the registry it is
+given and validates its params against that component's own model, with the registry
+in pydantic's validation context (``info.context["registry"]``) so params that name
+other components (a scheduler inside ``warmup``) resolve them in the same registry.
+Its result, :class:`ResolvedSpec`, holds one :class:`Entry` per reference: what the
+engine builds from, without resolving or validating anything again.
+
+:func:`load_resolved` reads, overrides and validates; each problem then names its spec
+path, its ``file:line:column`` when it comes from a file, or the ``--set`` that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from torchtk.core.components import Component
+from torchtk.core.errors import SpecError, TorchtkError
+from torchtk.core.spec.loading import read_spec_source
+from torchtk.core.spec.models import ONE_OR_MANY, SLOT_BY_FIELD, ComponentRef, ModelRef, RunSpec
+from torchtk.core.spec.overrides import apply_override, blame_overrides
+from torchtk.core.spec.problems import UNKNOWN_KEY, problems_from, split_path
+from torchtk.core.spec.sourcemap import Position, SourceMap
+
+if TYPE_CHECKING:
+    from torchtk.core.registry import Registry
+
+@dataclass(frozen=True)
+class Entry:
+    """One component reference of a resolved spec."""
+
+    path: str  # spec path: "model", "data", "loss[0]", "scheduler[1]", "callbacks[0]"
+    kind: str  # "model", "dataset", "loss", ...
+    ref: ComponentRef  # the spec's ref: canonical name, full params (what spec.json shows)
+    component: Component | None  # None for a model given by {"import": ...}
+    params: BaseModel | None  # the validated params model instance; None for {"import": ...}
+
+    @property
+    def field(self) -> str:
+        """The spec field the entry is in: ``loss`` for ``loss[1]``."""
+        return self.path.split("[", 1)[0]
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A validated spec, the registry that resolved it, and its entries in build order."""
+
+    spec: RunSpec
+    registry: Registry
+    entries: tuple[Entry, ...]
+
+    def entry(self, path: str) -> Entry:
+        """The entry at a spec path, such as ``"optimizer"`` or ``"loss[1]"``."""
+        for entry in self.entries:
+            if entry.path == path:
+                return entry
+        raise KeyError(f"no component at spec path {path!r}; the spec has {', '.join(e.path for e in self.entries)}")
+
+    def slot(self, field: str) -> list[Entry]:
+        """The entries of one slot, in the spec's order: ``slot("loss")`` -> ``[loss[0], loss[1]]``."""
+        if field not in SLOT_BY_FIELD:
+            raise KeyError(f"{field!r} is not a component slot; slots: {', '.join(SLOT_BY_FIELD)}")
+        return [entry for entry in self.entries if entry.field == field]
+
+
+def resolve(spec: RunSpec, registry: Registry | None = None, label: str = "spec") -> ResolvedSpec:
+    """Second pass: resolve every name to one component and validate its params.
+
+    The spec is completed in place: names become canonical (aliases resolved) and
+    ``params`` become the full validated params, defaults included, so the saved
+    ``spec.json`` is explicit. Pass a copy to keep the original.
+    """
+    if registry is None:
+        from torchtk.core.registry import get_registry
+
+        registry = get_registry()
+    _ = registry.providers  # a fatal plugin error (strict mode) surfaces once, not once per component
+    entries: list[Entry] = []
+    problems: list[tuple[str, str]] = []
+    for path, kind, ref in spec.component_refs():
+        entry, found = _resolve_ref(registry, path, kind, ref)
+        problems += found
+        if entry is not None:
+            entries.append(entry)
+    if problems:
+        raise SpecError(problems, label)
+    return ResolvedSpec(spec, registry, tuple(entries))
+
+
+def _resolve_ref(registry: Registry, path: str, kind: str, ref: ComponentRef) -> tuple[Entry | None, list[tuple[str, str]]]:
+    from torchtk.core.registry import SCOPE_SEPARATOR  # already imported: a registry exists
+
+    if isinstance(ref, ModelRef) and ref.import_ is not None:
+        problems = _check_factory(ref)
+        return (None if problems else Entry(path, kind, ref, None, None)), problems
+    try:
+        component = registry.resolve(kind, ref.name)
+        model = registry.params_model(component)
+    except TorchtkError as exc:
+        return None, [(f"{path}.name", str(exc))]
+    try:
+        params = registry.validate_params(component, ref.params)
+    except ValidationError as exc:
+        return None, problems_from(exc, (*split_path(path), "params"), model)
+    ref.name = ref.name if SCOPE_SEPARATOR in ref.name else component.name
+    ref.params = params.model_dump(mode="json")
+    return Entry(path, kind, ref, component, params), []
+
+
+def _check_factory(ref: ModelRef) -> list[tuple[str, str]]:
+    """An imported model factory must import and accept the given params."""
+    import inspect
+
+    from torchtk.core.components import load_object
+
+    try:
+        factory = load_object(ref.import_)
+    except (ImportError, AttributeError) as exc:
+        return [("model.import", f"cannot import {ref.import_!r}: {type(exc).__name__}: {exc}")]
+    if not callable(factory):
+        return [("model.import", f"{ref.import_!r} is not callable")]
+    try:
+        inspect.signature(factory).bind(**ref.params)
+    except TypeError as exc:
+        return [("model.params", f"{ref.import_} does not accept these params: {exc}")]
+    except ValueError:  # no signature (builtins): let the call decide
+        pass
+    return []
+
+
+def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "spec") -> RunSpec:
+    """Transition shim for callers not yet moved to :func:`resolve`: the resolved ``RunSpec``."""
+    return resolve(spec, registry, label).spec
+
+
+# -- from a source to a resolved spec ---------------------------------------------------------
+
+
+def load_resolved(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> ResolvedSpec:
+    """Read, override and fully validate a spec: a path, a bundled example, a dict or a RunSpec."""
+    data, label, where = _raw_data(source)
+    override_paths = [apply_override(data, item) for item in overrides or ()]
+    try:
+        try:
+            spec = RunSpec.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(problems_from(exc, (), RunSpec), label) from None
+        return resolve(spec, registry, label)
+    except SpecError as exc:
+        located = SpecError(exc.problems, exc.source, [_position(where, path, message, override_paths)
+                                                       for path, message in exc.problems])
+        raise blame_overrides(located, override_paths, overrides) from None
+
+
+def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> RunSpec:
+    """Read, override and fully validate a spec: a path, a bundled example, a dict or a RunSpec."""
+    return load_resolved(source, overrides, registry).spec
+
+
+def _raw_data(source: Any) -> tuple[dict[str, Any], str, SourceMap | None]:
+    """The spec's raw data (a copy), its label in messages, and positions if it is a file."""
+    if isinstance(source, RunSpec):
+        return source.model_dump(), "spec", None
+    if isinstance(source, dict):
+        return json.loads(json.dumps(source)), "spec", None
+    return read_spec_source(source)
+
+
+def _position(where: SourceMap | None, path: str, message: str,
+              override_paths: list[tuple[Any, ...]]) -> Position | None:
+    """Where in the file the problem at ``path`` is: the offending value, the key for an
+    unknown key, the enclosing object for a missing one; none for a value ``--set`` gave."""
+    parts = tuple(split_path(path))
+    if where is None or any(parts[: len(p)] == p for p in override_paths):
+        return None
+    field = parts[0] if parts else None
+    if field in ONE_OR_MANY and parts[1:2] == (0,) and (field, 0) not in where.values:
+        parts = (field, *parts[2:])  # one ref given where a list may be: loss[0].x is the file's loss.x
+    return where.find(parts, key=message.startswith(UNKNOWN_KEY))
