@@ -23,14 +23,27 @@ __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "TrainState", "TorchtkError",
     "hookimpl", "load_spec", "registry", "train",
 ]
-__version__ = "0.1.0"
 
 
-def load_spec(source: Any, overrides: list[str] | None = None) -> Any:
-    """Read and validate a run spec (a path, a bundled example name, or a dict)."""
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml is the only place it is written."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torchtk")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
+
+
+def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> Any:
+    """Read and validate a run spec (a path, a bundled example name, or a dict), against
+    ``registry`` (default: the process-wide one)."""
     from torchtk.core.spec import load_spec as _load_spec
 
-    return _load_spec(source, overrides=overrides)
+    return _load_spec(source, overrides=overrides, registry=registry)
 
 
 def train(spec: Any, **options: Any) -> Any:

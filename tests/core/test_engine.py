@@ -11,8 +11,7 @@ import torch
 
 import torchtk
 from torchtk import Component, NoParams, Params, hookimpl
-from torchtk.core.engine import RunInterrupted
-from torchtk.core.errors import RunFailed, UserInputError
+from torchtk.core.errors import RunFailed, RunInterrupted, UserInputError
 from torchtk.testing import registry_with
 
 
@@ -249,21 +248,16 @@ def test_mixed_precision_trains_on_cpu(small_spec, precision):
     assert result.last["train_loss"] > 0
 
 
-def test_hooks_nobody_configured_are_not_called(small_spec, monkeypatch):
-    from torchtk.core import engine
+def test_hooks_nobody_configured_are_not_called(small_spec, tmp_path):
+    from torchtk.core.engine import Run
+    from torchtk.core.progress import Reporter
+    from torchtk.core.spec import load_spec
 
-    built = []
-    original = engine.Run._run_hooks
-
-    def spy(callbacks):
-        built.append(original(callbacks))
-        return built[-1]
-
-    monkeypatch.setattr(engine.Run, "_run_hooks", staticmethod(spy))
     small_spec["callbacks"] = [{"name": "grad_clip", "params": {"max_norm": 1.0}}]
     small_spec["trainer"]["epochs"] = 1
-    torchtk.train(small_spec)
-    hooks = built[0]
+    run = Run(load_spec(small_spec), torchtk.registry, Reporter(), tmp_path / "run")
+    run.fit()
+    hooks = run.parts.hooks
     assert hooks.on_step is not None and hooks.on_fit_start is not None  # what grad_clip implements
     assert hooks.on_step_end is None and hooks.on_epoch_end is None and hooks.on_fit_end is None
 

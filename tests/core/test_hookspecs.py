@@ -34,6 +34,14 @@ HOOK_TESTS = {
     "on_step_end": "tests.core.test_engine::test_callbacks_run_in_spec_order_and_only_when_listed",
     "on_epoch_end": "tests.core.test_engine::test_callbacks_run_in_spec_order_and_only_when_listed",
     "on_fit_end": "tests.core.test_engine::test_callbacks_run_in_spec_order_and_only_when_listed",
+    "on_epoch_start": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",
+    "on_validation_start": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",
+    "on_validation_end": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",
+    "on_save_checkpoint": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",
+    "on_load_checkpoint":
+        "tests.core.test_lifecycle_hooks::test_on_load_checkpoint_runs_on_resume_after_the_core_restored_the_state",
+    "on_exception":
+        "tests.core.test_lifecycle_hooks::test_on_exception_sees_what_ended_the_run_and_on_fit_end_is_not_called",
 }
 
 

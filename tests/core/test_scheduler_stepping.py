@@ -188,8 +188,8 @@ def test_each_param_group_keeps_its_lr_and_is_logged(small_spec, registry, tmp_p
     result = torchtk.train(spec, registry=registry)
     rows = read_history(result.run_dir)
     factors = [0.5, 0.75, 1.0]
-    assert [float(r["lr/group0"]) for r in rows] == pytest.approx([0.01 * f for f in factors])
-    assert [float(r["lr/group1"]) for r in rows] == pytest.approx([0.001 * f for f in factors])
+    assert [float(r["lr/body"]) for r in rows] == pytest.approx([0.01 * f for f in factors])
+    assert [float(r["lr/head"]) for r in rows] == pytest.approx([0.001 * f for f in factors])
 
 
 @pytest.mark.parametrize("scheduler", [

@@ -81,10 +81,6 @@ def test_resolve_uses_the_registry_it_is_given(small_spec):
     assert load_resolved(small_spec, registry=registry).registry is registry
 
 
-def test_validated_params_is_kept_empty_for_the_transition(small_spec):
-    assert load_spec(small_spec).optimizer.validated_params is None
-
-
 # -- one table of slots ----------------------------------------------------------------------------
 
 

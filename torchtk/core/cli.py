@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from torchtk.core.errors import TorchtkError, UserInputError
+from torchtk.core.errors import TorchtkError, UserInputError, sigterm_as_interrupt
 
 app = typer.Typer(
     name="tk",
@@ -276,55 +276,53 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _sigterm_as_ctrl_c() -> None:
-    """SIGTERM ends tk like Ctrl-C (exit code 130, checkpoints kept), from the first moment."""
-    import signal
-    import threading
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``tk`` console script; exits with 0, 1 or 2 (see DESIGN.md)."""
+    """Entry point of the ``tk`` console script; exits with 0, 1, 2 or 130 (see DESIGN.md).
+
+    SIGTERM ends tk like Ctrl-C (exit code 130, checkpoints kept) from the first moment,
+    through the one handler torchtk has (:func:`torchtk.core.errors.sigterm_as_interrupt`).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     from torchtk.core.plugins import PluginWarning
 
     warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
     _options["debug"] = "--debug" in argv
-    _sigterm_as_ctrl_c()
+    with sigterm_as_interrupt():
+        code = _run(argv)
+    sys.exit(code)
+
+
+def _run(argv: list[str]) -> int:
+    """Run one command; returns its exit code, having printed any error in one message."""
     try:
         returned = app(args=argv, prog_name="tk", standalone_mode=False)
         code = returned if isinstance(returned, int) else 0  # the parser returns 130 after Ctrl-C
         if code == 130:
             print("interrupted", file=sys.stderr)
+        return code
     except typer.Exit as exc:
-        code = exc.exit_code
+        return exc.exit_code
     except typer.Abort:
         print("aborted", file=sys.stderr)
-        code = 130
+        return 130
     except TorchtkError as exc:
         if _options["debug"]:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        code = 130
+        return 130
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # the parser's usage errors
             exc.show()
-            code = exc.exit_code
-        elif _options["debug"]:
+            return exc.exit_code
+        if _options["debug"]:
             raise
-        else:  # a bug: say so briefly, --debug for the traceback
-            print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-            code = 1
-    sys.exit(code)
+        # a bug: say so briefly, --debug for the traceback
+        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 __all__ = ["app", "main"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
 
 class TorchtkError(Exception):
     """Base class: a message meant for the user, shown without a traceback."""
@@ -55,3 +60,28 @@ class BrokenPluginError(TorchtkError):
 
 class RunFailed(TorchtkError):
     """Training failed (NaN loss, an exception inside a plugin): exit code 1."""
+
+
+class RunInterrupted(TorchtkError):
+    """Ctrl-C or SIGTERM: the last good checkpoint is kept (exit code 130)."""
+
+    exit_code = 130
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C (a ``KeyboardInterrupt``), so both keep the last good
+    checkpoint. The one SIGTERM handler of torchtk: ``tk`` installs it for the whole
+    command, ``torchtk.train`` for the run; outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -12,9 +12,23 @@ Two calling conventions are used, and each hook says which:
   are called on *one* plugin only: the one whose catalog declared the requested
   ``(kind, name)``. Pluggy's last-registered-first order therefore never decides which
   component a name means.
-* **run call** -- ``on_fit_start``, ``on_step``, ``on_step_end``, ``on_epoch_end`` and
-  ``on_fit_end`` are called on the callback objects the spec lists, and only on those,
-  in the spec's order. Installing a plugin never adds a callback to a run.
+* **run call** -- the lifecycle hooks below (``on_fit_start``, ``on_epoch_start``,
+  ``on_step``, ``on_step_end``, ``on_validation_start``, ``on_validation_end``,
+  ``on_epoch_end``, ``on_save_checkpoint``, ``on_load_checkpoint``, ``on_exception``,
+  ``on_fit_end``) are called on the callback objects the spec lists, and only on those,
+  in the spec's order. Installing a plugin never adds a callback to a run, and a hook
+  no listed callback implements is never called (it costs nothing).
+
+One epoch calls them in this order::
+
+    on_fit_start                                   (once)
+    on_epoch_start
+        on_step, on_step_end                       (per optimizer update)
+    on_validation_start, on_validation_end         (when the run has a validation split)
+    on_epoch_end
+    on_save_checkpoint                             (the checkpoint of the epoch)
+    ...
+    on_fit_end                                     (once; on_exception instead on a failure)
 """
 
 from __future__ import annotations
@@ -107,8 +121,12 @@ def freeze_policy(name: str, params: BaseModel) -> Callable[[Any], Any]:
     :returns: A callable ``policy(model)`` that sets ``requires_grad``, puts frozen
         normalisation layers in eval mode (the engine keeps every module a policy left
         in eval mode there, epoch after epoch), and returns either ``None`` or a list of
-        optimizer parameter groups (dicts with ``"params"`` and optional ``"lr"``,
-        ``"weight_decay"``).
+        *group rules*: dicts with ``"params"`` (tensors of the model), an optional
+        ``"name"`` and optimizer options (``"lr"``, ``"weight_decay"``, ...). The core
+        merges the rules of all policies once, after the last policy ran: each
+        parameter takes the options of every rule holding it (later rules win), frozen
+        parameters are dropped, unclaimed ones form the group ``default``
+        (:mod:`torchtk.core.param_groups`).
 
     .. versionadded:: 0.1
     """
@@ -203,9 +221,10 @@ def make_callback(name: str, params: BaseModel) -> Any:
     :param params: An instance of the component's params model, already validated.
     :returns: An object whose methods are named after the run hooks below
         (``on_step``, ``on_epoch_end``, ...) and marked with ``@torchtk.hookimpl``. It
-        may also define ``state_dict()`` / ``load_state_dict()`` to be checkpointed, and a
-        ``monitor`` string naming the logged value it reads, which the engine checks is
-        logged before training starts.
+        may also define ``state_dict()`` / ``load_state_dict()`` to be checkpointed
+        (stored under the stable key ``callbacks[<index>]:<name>``), and a ``monitor``
+        string naming the logged value it reads, which the engine checks is logged
+        before training starts.
 
     .. versionadded:: 0.1
     """
@@ -222,6 +241,20 @@ def on_fit_start(state: TrainState) -> None:
     :returns: Nothing.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_epoch_start(state: TrainState) -> None:
+    """Called at the start of every epoch, before its first batch (run call).
+
+    ``state.epoch`` is the epoch about to train. This is where gradual unfreezing
+    adds parameter groups (``state.optimizer.add_param_group``).
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :returns: Nothing.
+
+    .. versionadded:: 0.2
     """
 
 
@@ -254,6 +287,34 @@ def on_step_end(state: TrainState) -> None:
 
 
 @hookspec
+def on_validation_start(state: TrainState) -> None:
+    """Called before the validation pass of every epoch (run call), with the model
+    about to be put in eval mode; not called when the run has no validation split.
+
+    An EMA callback swaps the averaged weights in here.
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :returns: Nothing.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_validation_end(state: TrainState) -> None:
+    """Called after the validation pass of every epoch (run call), before the epoch's
+    values are checked and logged; ``state.metrics`` holds the validation values.
+
+    An EMA callback swaps the training weights back here.
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :returns: Nothing.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def on_epoch_end(state: TrainState) -> None:
     """Called after validation of every epoch, before the checkpoint is written (run call).
 
@@ -264,6 +325,50 @@ def on_epoch_end(state: TrainState) -> None:
     :returns: Nothing.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_save_checkpoint(state: TrainState, checkpoint: dict[str, Any]) -> None:
+    """Called when a checkpoint's payload is complete, before it is written (run call).
+
+    Add what the callback needs on resume (EMA or SWA weights) under a key of its own;
+    values must be tensors or plain data, so the file still loads with
+    ``torch.load(weights_only=True)``. A callback's ``state_dict()`` is stored already.
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :param checkpoint: The payload dict about to be written (``"model"``, ``"optimizer"``, ...).
+    :returns: Nothing.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_load_checkpoint(state: TrainState, checkpoint: dict[str, Any]) -> None:
+    """Called on ``--resume`` after the core restored model, optimizer, schedulers,
+    callback states and RNG from ``checkpoint`` (run call), before training goes on.
+
+    :param state: The live :class:`torchtk.TrainState`, already restored.
+    :param checkpoint: The payload that was read.
+    :returns: Nothing.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_exception(state: TrainState, exception: BaseException) -> None:
+    """Called when training ends by an exception, Ctrl-C and SIGTERM included (run call),
+    before the error is reported; ``on_fit_end`` is not called then.
+
+    An exception raised here is logged and does not replace the original one.
+
+    :param state: The live :class:`torchtk.TrainState`.
+    :param exception: What ended the run (``KeyboardInterrupt`` for Ctrl-C and SIGTERM).
+    :returns: Nothing.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -1,8 +1,8 @@
 """Look before you train: the lr and weight decay of every param group at every update.
 
 ``compute_plan`` builds what decides the learning rate -- the model, the fine-tuning
-policies (per-layer param groups), the optimizer and the schedulers -- exactly as a run
-does, then steps the schedulers through the whole run without computing a single
+policies (per-layer param groups), the optimizer and the schedulers -- with the same
+build path a run uses (:func:`torchtk.core.assembly.build_parts`), then steps the schedulers through the whole run without computing a single
 gradient. Warmup, per-group multipliers, gradient accumulation and the epoch-to-update
 conversion are all included, because the engine's own scheduler construction is used.
 Nothing is trained, no run directory is created, and the objects are private to the
@@ -12,7 +12,6 @@ plan, so a real run's optimizer is never touched.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from torchtk.core.outputs import atomic_write_bytes
 from torchtk.core.registry import Registry, get_registry
-from torchtk.core.spec import RunSpec, load_spec
+from torchtk.core.spec import RunSpec, load_resolved, resolve
 from torchtk.core.state import RunInfo
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -116,61 +115,48 @@ class Plan:
 def compute_plan(spec: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> Plan:
     """The lr and weight decay of every param group at every optimizer update of ``spec``.
 
-    ``reduce_on_plateau`` depends on metrics nobody knows before training; the plan
-    assumes the monitored value improves every epoch (so it never reduces), and says so
-    in ``notes``.
+    The parts are built by the same :func:`~torchtk.core.assembly.build_parts` a run
+    uses, up to the schedulers, on the CPU. ``reduce_on_plateau`` depends on metrics
+    nobody knows before training; the plan assumes the monitored value improves every
+    epoch (so it never reduces), and says so in ``notes``.
     """
     import torch
 
-    from torchtk.core.data import split_and_batch
-    from torchtk.core.engine import build_schedulers
+    from torchtk.core.assembly import build_parts
+    from torchtk.core.distributed import SingleProcess
 
     registry = registry or get_registry()
-    if not (isinstance(spec, RunSpec) and not overrides):
-        spec = load_spec(spec, overrides=overrides, registry=registry)
-
-    def build(kind: str, ref: Any, **context: Any) -> Any:
-        component = registry.resolve(kind, ref.name)
-        params = ref.validated_params or registry.validate_params(component, ref.params)
-        return registry.build(component, params, **context)
-
-    torch.manual_seed(spec.seed)
-    generator = torch.Generator().manual_seed(spec.seed)
-    train_batches, _ = split_and_batch(build("dataset", spec.data), spec, torch.device("cpu"), generator)
-    model = build("model", spec.model)
-    groups = None
-    for ref in spec.freeze:
-        result = build("freeze", ref)(model)
-        groups = result if result is not None else groups
-    parameters = groups if groups is not None else [p for p in model.parameters() if p.requires_grad]
-    optimizer = build("optimizer", spec.optimizer, parameters=parameters)
-    accumulate = spec.trainer.accumulate_grad_batches
-    batches = len(train_batches)
-    info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
-                   batches_per_epoch=batches, accumulate=accumulate)
-    notes = []
+    if isinstance(spec, RunSpec) and not overrides:
+        resolved = resolve(spec.model_copy(deep=True), registry)
+    else:
+        resolved = load_resolved(spec, overrides=overrides, registry=registry)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": nothing is trained here
-        schedulers = build_schedulers(spec, registry, build, optimizer, info)
-        if any(s.needs_metric for s in schedulers):
-            notes.append("reduce_on_plateau: assumes the monitored value improves every epoch, so the lr is "
-                         "never reduced; in a run it drops by its factor after patience epochs without improvement")
-        updates = []
-        param_groups = optimizer.param_groups
-        for epoch in range(1, info.epochs + 1):
-            for _ in range(info.steps_per_epoch):
-                updates.append(Update(len(updates) + 1, epoch, [float(g["lr"]) for g in param_groups],
-                                      [float(g.get("weight_decay", 0.0)) for g in param_groups]))
-                for scheduled in schedulers:
-                    if scheduled.interval == "step":
-                        scheduled.step()
-            for scheduled in schedulers:
-                if scheduled.interval == "epoch":
-                    scheduled.step({scheduled.monitor: _improving(scheduled.scheduler, epoch)})
-    labels = [str(g.get("name") or f"group{i}") for i, g in enumerate(optimizer.param_groups)]
+        parts = build_parts(resolved, SingleProcess(torch.device("cpu")), upto="schedulers")
+        updates = _step_through(parts)
+    notes = []
+    if any(s.needs_metric for s in parts.schedulers):
+        notes.append("reduce_on_plateau: assumes the monitored value improves every epoch, so the lr is "
+                     "never reduced; in a run it drops by its factor after patience epochs without improvement")
     described = [{"name": ref.name, "label": _label(ref.name, ref.params), "interval": s.interval,
-                  "needs_metric": s.needs_metric} for ref, s in zip(spec.scheduler, schedulers)]
-    return Plan(spec.name, info, labels, updates, described, notes)
+                  "needs_metric": s.needs_metric} for ref, s in zip(resolved.spec.scheduler, parts.schedulers)]
+    return Plan(resolved.spec.name, parts.info, parts.group_names, updates, described, notes)
+
+
+def _step_through(parts: Any) -> list[Update]:
+    """Every update's lr and weight decay, stepping the schedulers as a run does."""
+    info, param_groups, updates = parts.info, parts.optimizer.param_groups, []
+    for epoch in range(1, info.epochs + 1):
+        for _ in range(info.steps_per_epoch):
+            updates.append(Update(len(updates) + 1, epoch, [float(g["lr"]) for g in param_groups],
+                                  [float(g.get("weight_decay", 0.0)) for g in param_groups]))
+            for scheduled in parts.schedulers:
+                if scheduled.interval == "step":
+                    scheduled.step()
+        for scheduled in parts.schedulers:
+            if scheduled.interval == "epoch":
+                scheduled.step({scheduled.monitor: _improving(scheduled.scheduler, epoch)})
+    return updates
 
 
 def _label(name: str, params: dict[str, Any]) -> str:

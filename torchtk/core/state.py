@@ -36,13 +36,23 @@ class Precision:
     scaler: Any = None
 
 
+# the fields of TrainState a checkpoint keeps (everything else is rebuilt from the spec)
+RESUMABLE = ("epoch", "step", "history", "best_value", "best_row", "should_stop", "last_update_lrs")
+
+
 @dataclass
 class TrainState:
     """The live state of a run, passed to every run hook.
 
     Callbacks read it and may set ``skip_step`` (in ``on_step``) or ``should_stop``
     (in ``on_epoch_end``). ``loss`` is the current step's loss tensor; reading its
-    value with ``.item()`` synchronises with the device, so do it sparingly.
+    value with ``.item()`` synchronises with the device, so do it sparingly:
+    ``logged_loss`` is the value read at the last logging interval, free to reuse.
+
+    Everything that must survive a resume (epoch, step, history, best value and row,
+    the stopped flag, the lrs of the last update) lives here and goes through
+    :meth:`state_dict` / :meth:`load_state_dict`; the objects (model, optimizer, ...)
+    are checkpointed by their own ``state_dict``.
     """
 
     model: Any
@@ -54,12 +64,27 @@ class TrainState:
     step: int = 0
     batch_index: int = 0
     loss: Any = None
+    logged_loss: float | None = None
     skip_step: bool = False
     should_stop: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_row: dict[str, float] = field(default_factory=dict)
+    last_update_lrs: dict[str, float] | None = None
+    is_main: bool = True
     run_dir: Any = None
+    checkpoints: Any = None  # the run's CheckpointService: ``state.checkpoints.save("epoch3.pt")``
     log: Callable[[str], None] = print
+
+    def state_dict(self) -> dict[str, Any]:
+        """The resumable part of the state, as plain data (``torch.load(weights_only=True)`` reads it)."""
+        return {name: getattr(self, name) for name in RESUMABLE}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in RESUMABLE:
+            value = state[name]
+            setattr(self, name, list(value) if name == "history" else value)
 
     def __repr__(self) -> str:  # short: hook tracing prints it at every call
         return f"TrainState(epoch={self.epoch}, step={self.step}, batch_index={self.batch_index})"

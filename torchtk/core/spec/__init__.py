@@ -34,7 +34,7 @@ from torchtk.core.spec.models import (
 )
 from torchtk.core.spec.overrides import apply_override, blame_overrides
 from torchtk.core.spec.problems import format_loc, problems_from, split_path
-from torchtk.core.spec.resolve import Entry, ResolvedSpec, load_resolved, load_spec, resolve, resolve_spec
+from torchtk.core.spec.resolve import Entry, ResolvedSpec, load_resolved, load_spec, resolve
 from torchtk.core.spec.schema import run_spec_schema
 from torchtk.core.spec.sourcemap import DuplicateKey, SourceMap
 
@@ -43,6 +43,6 @@ __all__ = [
     "ComponentRef", "DataSpec", "DuplicateKey", "Entry", "LossTerm", "ModelRef", "ResolvedSpec", "RunSpec",
     "SchedulerRef", "Slot", "SourceMap", "TrainerSpec",
     "apply_override", "blame_overrides", "bundled_examples", "format_loc", "load_resolved", "load_spec",
-    "problems_from", "read_spec_file", "read_spec_source", "resolve", "resolve_spec", "run_spec_schema",
+    "problems_from", "read_spec_file", "read_spec_source", "resolve", "run_spec_schema",
     "spec_differences", "spec_fingerprint", "split_path",
 ]

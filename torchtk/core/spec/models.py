@@ -33,13 +33,6 @@ class ComponentRef(_Strict):
     def _shorthand(cls, data: Any) -> Any:
         return {"name": data} if isinstance(data, str) else data
 
-    @property
-    def validated_params(self) -> Any:
-        """Always ``None``: kept only while the engine moves to ``resolve`` (whose
-        :class:`~torchtk.core.spec.resolve.Entry` carries the validated params). Callers
-        that still read it validate ``params`` themselves."""
-        return None
-
 
 class ModelRef(ComponentRef):
     """A model by component name, or any factory by import path:

@@ -134,11 +134,6 @@ def _check_factory(ref: ModelRef) -> list[tuple[str, str]]:
     return []
 
 
-def resolve_spec(spec: RunSpec, registry: Registry | None = None, label: str = "spec") -> RunSpec:
-    """Transition shim for callers not yet moved to :func:`resolve`: the resolved ``RunSpec``."""
-    return resolve(spec, registry, label).spec
-
-
 # -- from a source to a resolved spec ---------------------------------------------------------
 
 

@@ -1,0 +1,317 @@
+"""One build path: every part of a run, built from a resolved spec in one documented order.
+
+``tk train``, ``tk plan`` (and the coming ``tk summary``) all call :func:`build_parts`,
+so what they build cannot drift apart. The order, and what each step needs::
+
+    seed        torch, python and the shuffling generator, from spec.seed
+    data        make_dataset; the reproducible split; batches; RunInfo (updates per epoch)
+    model       make_model (or a factory by import path), on the run's device
+                (weights, head replacement and init slot in right after the model)
+    freeze      freeze_policy, in spec order: requires_grad, frozen norm layers in eval,
+                group rules
+    groups      the rules of all policies merged once (torchtk.core.param_groups)
+    optimizer   make_optimizer over the merged groups
+    loss        make_loss per term; the run's loss is their weighted sum
+    precision   precision_context on the run's device
+    schedulers  make_scheduler per entry, with its interval and metric declaration
+    callbacks   make_callback per entry, behind the run hooks (RunHooks)
+    metrics     make_metric per entry
+    checks      every monitored name is logged by this run
+    probe       one no-grad forward pass, each loss term and metric on a few samples
+
+A failure in any step happens before training, so it is an input error (exit code 2)
+naming the spec path, such as ``loss[1]``. ``build_parts(..., upto="schedulers")``
+stops after a step (``tk plan`` needs nothing after the schedulers).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from torchtk.core.data import TensorBatches, split_and_batch, to_device
+from torchtk.core.distributed import Placement
+from torchtk.core.errors import TorchtkError, UserInputError
+from torchtk.core.param_groups import check_rules, group_names, merge_groups
+from torchtk.core.run_hooks import RunHooks
+from torchtk.core.spec import ResolvedSpec, RunSpec
+from torchtk.core.state import Precision, RunInfo
+
+PROBE_SAMPLES = 4
+
+
+@contextmanager
+def input_errors(prefix: str) -> Iterator[None]:
+    """Turn an exception raised while building a run into a ``UserInputError``."""
+    try:
+        yield
+    except UserInputError:
+        raise
+    except Exception as exc:
+        detail = str(exc) if isinstance(exc, TorchtkError) else f"{type(exc).__name__}: {exc}"
+        raise UserInputError(f"{prefix}: {detail}") from exc
+
+
+def unique_keys(names: list[str]) -> list[str]:
+    """``["l1", "l1", "focal"]`` -> ``["l1", "l1_2", "focal"]``, so no logged column hides another."""
+    seen: dict[str, int] = {}
+    keys = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return keys
+
+
+class LossSum:
+    """The run's loss: the weighted sum of the spec's loss terms."""
+
+    def __init__(self, names: list[str], terms: list[Any], weights: list[float]) -> None:
+        self.names, self.terms, self.weights = names, terms, weights
+        self.single = len(terms) == 1 and weights[0] == 1.0
+
+    def __call__(self, output: Any, target: Any) -> tuple[Any, list[Any]]:
+        if self.single:
+            value = self.terms[0](output, target)
+            return value, [value]
+        values = [term(output, target) for term in self.terms]
+        total = values[0] * self.weights[0]
+        for value, weight in zip(values[1:], self.weights[1:]):
+            total = total + value * weight
+        return total, values
+
+
+@dataclass
+class Scheduled:
+    """A built scheduler and when the engine steps it.
+
+    ``interval`` is ``"step"`` (after every optimizer update that really happened) or
+    ``"epoch"`` (after validation); a scheduler that ``needs_metric`` gets the logged
+    value ``monitor`` at its step.
+    """
+
+    scheduler: Any
+    interval: str
+    needs_metric: bool
+    monitor: str
+
+    def step(self, row: dict[str, float] | None = None) -> None:
+        if self.needs_metric:
+            self.scheduler.step((row or {})[self.monitor])
+        else:
+            self.scheduler.step()
+
+
+@dataclass
+class Parts:
+    """Everything a run is made of. ``model`` is the user's module (checkpointed);
+    ``wrapped`` is what the loop calls (the same object in one process)."""
+
+    spec: RunSpec
+    device: Any
+    generator: Any = None
+    info: RunInfo | None = None
+    train: Any = None
+    val: Any = None
+    model: Any = None
+    wrapped: Any = None
+    frozen_eval: list[Any] = field(default_factory=list)
+    rules: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    parameters: list[Any] = field(default_factory=list)
+    optimizer: Any = None
+    loss: LossSum | None = None
+    precision: Precision = field(default_factory=Precision)
+    schedulers: list[Scheduled] = field(default_factory=list)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # stable key "callbacks[i]:name" -> callback
+    metrics: dict[str, Any] = field(default_factory=dict)
+    hooks: RunHooks = field(default_factory=lambda: RunHooks([]))
+
+    @property
+    def group_names(self) -> list[str]:
+        return group_names(self.optimizer)
+
+    def logged_names(self) -> list[str]:
+        names = ["train_loss"]
+        if self.val is not None:
+            names += ["val_loss", *(f"val_{m}" for m in self.metrics)]
+        return names
+
+
+def build(resolved: ResolvedSpec, path: str, **context: Any) -> Any:
+    """Build the component at spec ``path`` (``"optimizer"``, ``"loss[0]"``) through its provider."""
+    entry = resolved.entry(path)
+    if entry.component is None:  # a model given by import path
+        from torchtk.core.components import load_object
+
+        with input_errors(f"{path}: building model {entry.ref.import_!r} failed"):
+            return load_object(entry.ref.import_)(**entry.ref.params)
+    with input_errors(f"{path}: building {entry.kind} {entry.ref.name!r} failed"):
+        return resolved.registry.build(entry.component, entry.params, **context)
+
+
+def _on_device(component: Any, device: Any) -> Any:
+    """Losses with tensor params (``pos_weight``) and metrics with state tensors
+    (torchmetrics) move to the run's device."""
+    return component.to(device) if callable(getattr(component, "to", None)) else component
+
+
+# -- the steps, in order ---------------------------------------------------------------------
+
+
+def _seed(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    import torch
+
+    torch.manual_seed(parts.spec.seed)
+    random.seed(parts.spec.seed)
+    parts.generator = torch.Generator().manual_seed(parts.spec.seed)
+
+
+def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    spec = parts.spec
+    train, val = split_and_batch(build(resolved, "data"), spec, parts.device, parts.generator)
+    parts.train, parts.val = placement.shard(train), val
+    accumulate, batches = spec.trainer.accumulate_grad_batches, len(parts.train)
+    parts.info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
+                         batches_per_epoch=batches, accumulate=accumulate)
+
+
+def _model(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    parts.model = build(resolved, "model").to(parts.device)
+
+
+def _freeze(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    for entry in resolved.slot("freeze"):
+        policy = build(resolved, entry.path)
+        with input_errors(f"{entry.path}: applying {entry.ref.name!r} failed"):
+            result = policy(parts.model)
+        parts.rules += [(entry.path, rule) for rule in check_rules(result, entry.path)]
+    parts.frozen_eval = [m for m in parts.model.modules() if not m.training]
+
+
+def _groups(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    parts.parameters = merge_groups(parts.model, parts.rules)
+    parts.wrapped = placement.wrap(parts.model)  # after freezing: DDP registers hooks for trainable params
+
+
+def _optimizer(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    parts.optimizer = build(resolved, "optimizer", parameters=parts.parameters)
+
+
+def _loss(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    entries = resolved.slot("loss")
+    terms = [_on_device(build(resolved, e.path, model=parts.model), parts.device) for e in entries]
+    parts.loss = LossSum(unique_keys([e.ref.name.split("::")[-1] for e in entries]), terms,
+                         [e.ref.weight for e in entries])
+
+
+def _precision(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    parts.precision = build(resolved, "precision", device=parts.device)
+
+
+def _schedulers(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    parts.schedulers = build_schedulers(resolved, parts.optimizer, parts.info)
+
+
+def _callbacks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    parts.callbacks = {f"{e.path}:{e.ref.name}": build(resolved, e.path) for e in resolved.slot("callbacks")}
+    parts.hooks = RunHooks(list(parts.callbacks.values()))
+
+
+def _metrics(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    entries = resolved.slot("metrics")
+    keys = unique_keys([e.ref.name.split("::")[-1] for e in entries])
+    parts.metrics = {key: _on_device(build(resolved, e.path), parts.device) for key, e in zip(keys, entries)}
+
+
+def _checks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    """Every name a part monitors is logged by this run, checked before anything trains."""
+    available = parts.logged_names()
+    wanted = [("trainer.monitor", parts.spec.trainer.monitor)]
+    wanted += [(f"scheduler[{i}].monitor", s.monitor) for i, s in enumerate(parts.schedulers) if s.needs_metric]
+    wanted += [(f"{key.split(':')[0]}.params.monitor", cb.monitor) for key, cb in parts.callbacks.items()
+               if isinstance(getattr(cb, "monitor", None), str)]
+    for where, name in wanted:
+        if name not in available:
+            raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")
+
+
+def _probe(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    """One forward pass, each loss term and each metric on a few samples (eval mode,
+    no grad, RNG untouched), so an output that does not fit a loss fails now, as an
+    input error naming the spec path, and not in the first epoch."""
+    import torch
+
+    batch = probe_batch(parts.val, parts.train)
+    if batch is None:
+        return
+    inputs, target = to_device(batch[0], parts.device), to_device(batch[1], parts.device)
+    model = parts.model
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), parts.precision.autocast():
+            with input_errors("model: the forward pass fails on a batch of the data"):
+                output = model(inputs)
+            for index, (name, term) in enumerate(zip(parts.loss.names, parts.loss.terms)):
+                with input_errors(f"loss[{index}]: {name!r} does not fit the model's output and the targets"):
+                    term(output, target)
+            for index, (name, metric) in enumerate(parts.metrics.items()):
+                with input_errors(f"metrics[{index}]: {name!r} does not fit the model's output and the targets"):
+                    copy.deepcopy(metric).update(output.float() if hasattr(output, "float") else output, target)
+    finally:
+        model.train()
+
+
+def probe_batch(*candidates: Any) -> Any:
+    """A few samples of the first non-empty batch iterable, drawing from no shuffling generator."""
+    for batches in candidates:
+        if isinstance(batches, TensorBatches):
+            return [t[: min(PROBE_SAMPLES, batches.batch_size)] for t in batches.tensors]
+        if batches is not None:
+            dataset = batches.dataset
+            return batches.collate_fn([dataset[i] for i in range(min(PROBE_SAMPLES, len(dataset)))])
+    return None
+
+
+Step = Callable[[Parts, ResolvedSpec, Placement], None]
+STEPS: dict[str, Step] = {
+    "seed": _seed, "data": _data, "model": _model, "freeze": _freeze, "groups": _groups,
+    "optimizer": _optimizer, "loss": _loss, "precision": _precision, "schedulers": _schedulers,
+    "callbacks": _callbacks, "metrics": _metrics, "checks": _checks, "probe": _probe,
+}
+
+
+def build_parts(resolved: ResolvedSpec, placement: Placement, upto: str = "probe") -> Parts:
+    """Build the run's parts in the order of :data:`STEPS`, stopping after ``upto``."""
+    if upto not in STEPS:
+        raise ValueError(f"upto={upto!r}; steps: {', '.join(STEPS)}")
+    parts = Parts(spec=resolved.spec, device=placement.device)
+    for name, step in STEPS.items():
+        step(parts, resolved, placement)
+        if name == upto:
+            break
+    return parts
+
+
+def build_schedulers(resolved: ResolvedSpec, optimizer: Any, info: RunInfo) -> list[Scheduled]:
+    """The spec's schedulers for ``optimizer``, in the spec's order; all of them step (chained).
+
+    The interval is the ref's ``interval``, else the component's catalog declaration.
+    Whether a metric is needed is the catalog's declaration, unless the built scheduler
+    has a ``needs_metric`` bool attribute (a warmup followed by ``reduce_on_plateau``).
+    """
+    scheduled = []
+    for index, entry in enumerate(resolved.slot("scheduler")):
+        ref = entry.ref
+        scheduler = build(resolved, entry.path, optimizer=optimizer, run=info)
+        interval = ref.interval or entry.component.extras.get("interval", "epoch")
+        needs_metric = getattr(scheduler, "needs_metric", None)
+        if not isinstance(needs_metric, bool):
+            needs_metric = bool(entry.component.extras.get("needs_metric"))
+        if needs_metric and interval == "step":
+            raise UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists "
+                                 "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
+        scheduled.append(Scheduled(scheduler, interval, needs_metric, ref.monitor))
+    return scheduled

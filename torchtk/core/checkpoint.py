@@ -1,0 +1,158 @@
+"""Checkpoints: what a run saves, how it is written, and how a resumed run reads it back.
+
+The service decides *how* (payload, atomic streamed writes, rank 0 only, RNG states,
+the resume fingerprint); the engine and policy callbacks decide *when*
+(``state.checkpoints.save("epoch3.pt")``). Checkpoints load with
+``torch.load(weights_only=True)``: every value is a tensor or plain data.
+
+Format 2 keeps the resumable training state in ``"state"`` (:meth:`TrainState.state_dict`)
+and callback states under stable keys (``callbacks[0]:early_stopping``); format 1
+(the first release) is still read.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torchtk.core.errors import UserInputError
+from torchtk.core.spec import spec_differences, spec_fingerprint
+
+if TYPE_CHECKING:
+    from torchtk.core.assembly import Parts
+    from torchtk.core.distributed import Placement
+    from torchtk.core.outputs import RunDir
+    from torchtk.core.state import TrainState
+
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+def capture_rng(generator: Any, device: Any) -> dict[str, Any]:
+    """Every random state a resumed run needs to continue identically."""
+    import torch
+
+    version, state, gauss = random.getstate()
+    rng = {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+           "python": list(state), "python_version": version, "python_gauss": gauss}
+    if getattr(device, "type", None) == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def restore_rng(rng: dict[str, Any], generator: Any, device: Any) -> None:
+    import torch
+
+    torch.set_rng_state(rng["torch"].cpu())
+    generator.set_state(rng["generator"].cpu())
+    random.setstate((rng["python_version"], tuple(rng["python"]), rng["python_gauss"]))
+    if "cuda" in rng and getattr(device, "type", None) == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+
+class CheckpointService:
+    """Writes and restores a run's checkpoints under ``<run dir>/checkpoints``."""
+
+    def __init__(self, parts: Parts, state: TrainState, run_dir: RunDir, placement: Placement) -> None:
+        self.parts, self.state, self.run_dir, self.placement = parts, state, run_dir, placement
+
+    @property
+    def directory(self) -> Path:
+        return self.run_dir.checkpoints
+
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint of the run as it is now (after an epoch ended)."""
+        parts, state = self.parts, self.state
+        scaler = parts.precision.scaler
+        payload = {
+            "version": CHECKPOINT_VERSION,
+            "epoch": state.epoch,
+            "step": state.step,
+            "model": parts.model.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "schedulers": [s.scheduler.state_dict() for s in parts.schedulers],
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "callbacks": {key: cb.state_dict() for key, cb in parts.callbacks.items() if hasattr(cb, "state_dict")},
+            "state": state.state_dict(),
+            "spec": spec_fingerprint(parts.spec),
+            "rng": capture_rng(parts.generator, parts.device),
+        }
+        if parts.hooks.on_save_checkpoint:
+            parts.hooks.on_save_checkpoint(state, payload)
+        return payload
+
+    def save(self, *names: str, payload: dict[str, Any] | None = None) -> list[Path]:
+        """Write the current checkpoint atomically under each of ``names`` (rank 0 only)."""
+        payload = payload if payload is not None else self.payload()
+        written = []
+        if self.placement.is_main:
+            written = [self.run_dir.save_checkpoint(payload, name) for name in names]
+        self.placement.barrier()
+        return written
+
+    def last_good(self) -> str:
+        """What to tell a user whose run stopped: where to resume from."""
+        if not (self.directory / "last.pt").exists():
+            return "No checkpoint was written yet."
+        return (f"Last good checkpoint: {self.directory / 'last.pt'}; continue with: "
+                f"tk train SPEC --resume {self.run_dir.path}")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, path: Path) -> dict[str, Any]:
+        """A checkpoint's payload in the current format; unreadable files are input errors."""
+        import torch
+
+        try:
+            payload = torch.load(path, map_location=self.parts.device, weights_only=True)
+        except FileNotFoundError:
+            raise UserInputError(f"--resume: no checkpoint at {path}") from None
+        except Exception as exc:
+            raise UserInputError(f"--resume: {path} is not a readable torchtk checkpoint (corrupt, truncated, or "
+                                 f"not written by torchtk): {type(exc).__name__}") from exc
+        version = payload.get("version") if isinstance(payload, dict) else None
+        if version not in READABLE_VERSIONS:
+            raise UserInputError(f"--resume: {path} has checkpoint format {version!r}; this torchtk reads formats "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))}")
+        return payload if version == CHECKPOINT_VERSION else _from_format_1(payload, list(self.parts.callbacks),
+                                                                         self.parts.spec.trainer.monitor)
+
+    def restore(self, path: Path) -> int:
+        """Load the checkpoint at ``path`` into the run; returns the next epoch to train."""
+        parts, state = self.parts, self.state
+        payload = self.read(path)
+        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec))
+        if differences:
+            raise UserInputError(f"--resume: this spec differs from the one {path.parent.parent} was started with, "
+                                 f"at {', '.join(differences)}; only trainer settings such as epochs may change")
+        try:
+            parts.model.load_state_dict(payload["model"])
+            parts.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserInputError(f"--resume: {path} was not written by a run of this spec (model or optimizer "
+                                 f"differ): {str(exc).splitlines()[0]}") from exc
+        for scheduled, scheduler_state in zip(parts.schedulers, payload["schedulers"]):
+            scheduled.scheduler.load_state_dict(scheduler_state)
+        if parts.precision.scaler is not None and payload["scaler"] is not None:
+            parts.precision.scaler.load_state_dict(payload["scaler"])
+        for key, callback in parts.callbacks.items():
+            if key in payload["callbacks"]:
+                callback.load_state_dict(payload["callbacks"][key])
+        state.load_state_dict(payload["state"])
+        restore_rng(payload["rng"], parts.generator, parts.device)
+        if parts.hooks.on_load_checkpoint:
+            parts.hooks.on_load_checkpoint(state, payload)
+        return payload["epoch"] + 1
+
+
+def _from_format_1(payload: dict[str, Any], callback_keys: list[str], monitor: str) -> dict[str, Any]:
+    """Format 1 kept the state at the top level and callback states by list position."""
+    history = list(payload["history"])
+    best = payload["best_value"]
+    monitor_rows = [row for row in history if best is not None and row.get(monitor) == best]
+    state = {"epoch": payload["epoch"], "step": payload["step"], "history": history, "best_value": best,
+             "best_row": monitor_rows[0] if monitor_rows else {}, "should_stop": payload["stopped_early"],
+             "last_update_lrs": None}
+    callbacks = {key: s for key, s in zip(callback_keys, payload["callbacks"]) if s is not None}
+    return {**payload, "version": CHECKPOINT_VERSION, "state": state, "callbacks": callbacks}

@@ -1,0 +1,125 @@
+"""The two passes over data: a training epoch and an evaluation pass.
+
+Both move batches to the device, run the forward pass and the loss under the
+precision's autocast, and sum the loss (and each term of a multi-term loss) weighted by
+batch size in one :class:`LossMeter`, on the device: the host reads the sums once per
+pass (and the live loss once per ``trainer.log_every_n_steps`` batches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from torchtk.core.data import TensorBatches, batch_size, to_device
+from torchtk.core.distributed import Placement
+from torchtk.core.state import TrainState
+from torchtk.core.stepper import Stepper
+
+
+def accumulator_dtype(device: Any, training: bool) -> Any:
+    """float32 for training sums (one in-place add per batch), float64 for evaluation,
+    except on MPS, which has no float64: float32 there."""
+    import torch
+
+    return torch.float32 if training or device.type == "mps" else torch.float64
+
+
+class LossMeter:
+    """Sample-weighted sums of the loss and its terms, kept on the device."""
+
+    def __init__(self, names: list[str], device: Any, dtype: Any) -> None:
+        import torch
+
+        self.names = names
+        self.total = torch.zeros((), device=device, dtype=dtype)
+        self.terms = [torch.zeros((), device=device, dtype=dtype) for _ in names] if len(names) > 1 else []
+        self.samples = 0
+
+    def add(self, loss: Any, values: list[Any], size: int) -> None:
+        self.samples += size
+        self.total.add_(loss.detach(), alpha=size)
+        for term_sum, value in zip(self.terms, values):
+            term_sum.add_(value.detach(), alpha=size)
+
+    def row(self, prefix: str, placement: Placement) -> dict[str, float]:
+        """``{"<prefix>_loss": mean, "<prefix>_loss/<term>": mean, ...}`` over every process."""
+        import torch
+
+        sums, samples = torch.stack([self.total, *self.terms]), float(self.samples)
+        if placement.world_size > 1:
+            count = torch.tensor([samples], device=sums.device, dtype=sums.dtype)
+            placement.all_reduce(sums)
+            samples = placement.all_reduce(count).item()
+        values = [value / samples for value in sums.tolist()]
+        row = {f"{prefix}_loss": values[0]}
+        for name, value in zip(self.names, values[1:]):
+            row[f"{prefix}_loss/{name}"] = value
+        return row
+
+
+def _autocast(precision: Any) -> Any:
+    """The precision's autocast factory, or ``None`` for fp32 (no context manager at all)."""
+    return None if precision.autocast is contextlib.nullcontext else precision.autocast
+
+
+def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Placement, reporter: Any,
+                log_every: int) -> dict[str, float]:
+    """One pass over the training batches; returns the epoch's train loss row."""
+    model, loss_fn, device = parts.wrapped, parts.loss, parts.device
+    autocast = _autocast(parts.precision)
+    meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=True))
+    move = not isinstance(parts.train, TensorBatches)  # TensorBatches live on the device already
+    backward, at_boundary, update = stepper.backward, stepper.at_boundary, stepper.update
+    model.train()
+    for module in parts.frozen_eval:  # what freeze policies put in eval (frozen norm statistics) stays there
+        module.eval()
+    loss = None
+    for index, (inputs, target) in enumerate(parts.train):
+        if move:
+            inputs, target = to_device(inputs, device), to_device(target, device)
+        if autocast is None:
+            output = model(inputs)
+            loss, values = loss_fn(output, target)
+        else:
+            with autocast():
+                output = model(inputs)
+                loss, values = loss_fn(output, target)
+        meter.add(loss, values, batch_size(target))
+        backward(loss, index)
+        if at_boundary(index):
+            update(state, index, loss)
+        if (index + 1) % log_every == 0:
+            state.logged_loss = loss.item()  # the one host sync per log interval, shared with loggers
+            reporter.progress(index + 1, state.logged_loss)
+    if loss is not None:
+        state.logged_loss = float(loss.detach())
+        reporter.progress(parts.info.batches_per_epoch, state.logged_loss)
+    return meter.row("train", placement)
+
+
+def evaluate(parts: Any, batches: Any, placement: Placement) -> dict[str, float]:
+    """The loss and every metric over ``batches`` (eval mode, no gradients)."""
+    import torch
+
+    model, loss_fn, device, metrics = parts.wrapped, parts.loss, parts.device, parts.metrics
+    autocast = parts.precision.autocast
+    for metric in metrics.values():
+        metric.reset()
+    meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=False))
+    move = not isinstance(batches, TensorBatches)
+    model.eval()
+    with torch.no_grad():
+        for inputs, target in batches:
+            if move:
+                inputs, target = to_device(inputs, device), to_device(target, device)
+            with autocast():
+                output = model(inputs)
+                loss, values = loss_fn(output, target)
+            meter.add(loss, values, batch_size(target))
+            for metric in metrics.values():
+                metric.update(output.float() if hasattr(output, "float") else output, target)
+    row = meter.row("val", placement)
+    for name, metric in metrics.items():
+        row[f"val_{name}"] = float(metric.compute())
+    return row

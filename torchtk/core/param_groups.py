@@ -1,0 +1,85 @@
+"""Optimizer parameter groups from the rules fine-tuning policies return, merged once.
+
+A freeze policy sets ``requires_grad`` and may return *group rules*: dicts with
+``"params"`` (tensors of the model), an optional ``"name"``, and optimizer options
+(``"lr"``, ``"weight_decay"``, ``"betas"``, ...). Rules from every policy are merged
+only after all policies ran, so policies compose:
+
+* a parameter takes the options of every rule that holds it, in spec order (a later
+  rule's option overrides an earlier one's), and its group is named after those rules
+  (``head``, ``head+no_decay``); parameters no rule holds form the group ``default``;
+* a parameter that is frozen once all policies ran is in no group, whatever rule
+  listed it earlier;
+* groups come in the order of their first parameter in ``model.named_parameters()``.
+
+Without any rule the optimizer gets the plain list of trainable parameters (one group).
+This is mmengine's ``paramwise_cfg`` idea (options per parameter, then grouped),
+with the options given by the policies instead of config keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchtk.core.errors import UserInputError
+
+DEFAULT_GROUP = "default"
+
+
+def check_rules(result: Any, where: str) -> list[dict[str, Any]]:
+    """A policy's return value as a list of rules (``None``: no rules)."""
+    if result is None:
+        return []
+    if isinstance(result, dict) or not isinstance(result, (list, tuple)):
+        raise UserInputError(f"{where}: a freeze policy returns None or a list of group rules "
+                             f"(dicts with \"params\"), got {type(result).__name__}")
+    rules = []
+    for index, rule in enumerate(result):
+        if not isinstance(rule, dict) or "params" not in rule:
+            raise UserInputError(f"{where}: group rule {index} must be a dict with \"params\", got {rule!r:.80}")
+        params = rule["params"]
+        rules.append({**rule, "params": [params] if hasattr(params, "requires_grad") else list(params)})
+    return rules
+
+
+def merge_groups(model: Any, rules: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """Optimizer parameters for ``model``: a list of tensors, or named group dicts.
+
+    ``rules`` are ``(spec path of the policy, rule)`` pairs in spec order.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise UserInputError("freeze: the policies leave no trainable parameter; nothing would train")
+    if not rules:
+        return trainable
+    known = {id(p) for p in model.parameters()}
+    claims: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for index, (where, rule) in enumerate(rules):
+        name = str(rule.get("name") or f"group{index}")
+        options = {k: v for k, v in rule.items() if k not in ("params", "name")}
+        for tensor in rule["params"]:
+            if id(tensor) not in known:
+                raise UserInputError(f"{where}: group rule {name!r} holds a tensor that is not a parameter of the model")
+            claims.setdefault(id(tensor), []).append((name, options))
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for tensor in trainable:
+        names: list[str] = []
+        options: dict[str, Any] = {}
+        for name, rule_options in claims.get(id(tensor), ()):
+            if name not in names:
+                names.append(name)
+            options.update(rule_options)
+        key = (tuple(names), repr(sorted(options.items())))
+        group = groups.setdefault(key, {"name": "+".join(names) or DEFAULT_GROUP, **options, "params": []})
+        group["params"].append(tensor)
+    seen: dict[str, int] = {}
+    for group in groups.values():  # rules of one name with different options: name_2, name_3
+        seen[group["name"]] = seen.get(group["name"], 0) + 1
+        if seen[group["name"]] > 1:
+            group["name"] = f"{group['name']}_{seen[group['name']]}"
+    return list(groups.values())
+
+
+def group_names(optimizer: Any) -> list[str]:
+    """Each param group's name: its ``"name"``, else ``group<i>``."""
+    return [str(group.get("name") or f"group{i}") for i, group in enumerate(optimizer.param_groups)]
