@@ -21,6 +21,7 @@ test: install  ## the whole test suite
 bench: install  ## performance targets, as ratios against references measured in the same run
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/checkpoint_memory.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

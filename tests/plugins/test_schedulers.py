@@ -386,3 +386,12 @@ def test_params_validated_without_a_context_use_the_process_wide_registry():
     assert copy.deepcopy(params).then.component is params.then.component
     with pytest.raises(ValueError, match="unknown scheduler 'my_scheduler'"):
         WarmupParams.model_validate({"length": 2, "then": "my_scheduler"})
+
+
+def test_a_run_trains_with_a_plugin_scheduler_inside_warmup_from_the_registry_passed_in(small_spec):
+    from torchtk.testing import registry_with
+
+    registry = registry_with(plugin_providing_scheduler("my_scheduler"))
+    spec = spec_with(small_spec, {"name": "warmup", "params": {"length": 2, "then": "my_scheduler"}})
+    result = torchtk.train(spec, registry=registry)
+    assert result.history[-1]["lr"] == pytest.approx(0.01 * 0.5)  # after the warmup, the plugin's factor 0.5
