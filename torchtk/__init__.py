@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from torchtk.core.components import Component, NoParams, Params
 from torchtk.core.errors import TorchtkError
 from torchtk.core.hookspecs import hookimpl
-from torchtk.core.state import Precision, RunInfo, TrainState
+from torchtk.core.state import Precision, RunInfo, Splits, TrainState
 
 if TYPE_CHECKING:
     from torchtk.core.registry import Registry
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     registry: Registry  # built on first access, by __getattr__ below
 
 __all__ = [
-    "Component", "NoParams", "Params", "Precision", "RunInfo", "TrainState", "TorchtkError",
+    "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
     "hookimpl", "load_spec", "registry", "train",
 ]
 

@@ -24,7 +24,7 @@ def test_plan_works_on_a_model_given_by_import_path(small_spec, factory_module, 
     spec = copy.deepcopy(small_spec)
     spec["model"] = {"import": "my_models:tiny", "params": {"width": 4}}
     plan = compute_plan(spec)
-    assert len(plan.updates) == 3 * 12 and plan.groups == ["group0"]
+    assert len(plan.updates) == 3 * 12 and plan.groups == ["default"]
     result = tk("plan", spec_file(spec), "-o", spec_file(spec).parent / "lr.png")
     assert result.exit_code == 0, result.stderr
     assert torchtk.train(spec).history[-1]["lr"] == plan.updates[-1].lr[0]

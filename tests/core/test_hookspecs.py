@@ -34,6 +34,8 @@ HOOK_TESTS = {
     "on_step_end": "tests.core.test_engine::test_callbacks_run_in_spec_order_and_only_when_listed",
     "on_epoch_end": "tests.core.test_engine::test_callbacks_run_in_spec_order_and_only_when_listed",
     "on_fit_end": "tests.core.test_engine::test_callbacks_run_in_spec_order_and_only_when_listed",
+    "make_init": "tests.core.test_data_and_init::test_init_runs_after_the_model_and_skips_loaded_parameters",
+    "make_transform": "tests.core.test_data_and_init::test_transforms_apply_to_their_split_only",
     "on_epoch_start": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",
     "on_validation_start": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",
     "on_validation_end": "tests.core.test_lifecycle_hooks::test_every_lifecycle_hook_is_called_in_order",

@@ -55,7 +55,7 @@ def test_frozen_parameters_are_in_no_group_whatever_rule_listed_them():
 def test_without_rules_the_optimizer_gets_the_trainable_parameters():
     model = net()
     model[0].weight.requires_grad_(False)
-    assert merge_groups(model, []) == [model[0].bias, *model[2].parameters()]
+    assert merge_groups(model, []) == [{"name": "default", "params": [model[0].bias, *model[2].parameters()]}]
     for p in model.parameters():
         p.requires_grad_(False)
     with pytest.raises(UserInputError, match="no trainable parameter"):

@@ -69,7 +69,7 @@ def test_tk_plan_renders_a_plot_and_a_table(tk, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "980 updates" in result.stdout and "warmup -> cosine_annealing (per epoch)" in result.stdout
-    assert "lr group0" in result.stdout and "▁" in result.stdout and f"wrote {png}" in result.stdout
+    assert "lr default" in result.stdout and "▁" in result.stdout and f"wrote {png}" in result.stdout
 
 
 def test_tk_plan_json(tk, tmp_path):

@@ -84,11 +84,24 @@ def test_resolve_uses_the_registry_it_is_given(small_spec):
 # -- one table of slots ----------------------------------------------------------------------------
 
 
+def fields_holding_refs(model, prefix=""):
+    """Dotted paths of every field, nested models included, that holds component refs."""
+    from pydantic import BaseModel
+
+    found = {}
+    for name, hint in typing.get_type_hints(model).items():
+        inner = [t for t in (hint, *typing.get_args(hint)) if isinstance(t, type) and issubclass(t, BaseModel)]
+        for sub in inner:
+            if issubclass(sub, ComponentRef):
+                found[prefix + name] = hint
+            found.update(fields_holding_refs(sub, f"{prefix}{name}."))
+    return found
+
+
 def test_slots_are_the_run_spec_fields_that_hold_component_refs():
-    hints = typing.get_type_hints(RunSpec)
-    holding_refs = {name for name, hint in hints.items()
-                    if any(isinstance(t, type) and issubclass(t, ComponentRef) for t in (hint, *typing.get_args(hint)))}
-    assert {slot.field for slot in SLOTS} == holding_refs == COMPONENT_SLOTS
+    hints = fields_holding_refs(RunSpec)
+    assert {slot.field for slot in SLOTS} == set(hints)
+    assert COMPONENT_SLOTS == {slot.field for slot in SLOTS if "." not in slot.field}
     for slot in SLOTS:
         expected = list[slot.ref_model] if slot.many else slot.ref_model
         assert hints[slot.field] == expected, slot

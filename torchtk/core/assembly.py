@@ -4,11 +4,13 @@
 so what they build cannot drift apart. The order, and what each step needs::
 
     seed        torch, python and the shuffling generator, from spec.seed
-    data        make_dataset; the reproducible split; batches; RunInfo (updates per epoch)
-    model       make_model (or a factory by import path), on the run's device
-                (weights, head replacement and init slot in right after the model)
+    data        make_dataset; make_transform per split; the reproducible split (or the
+                dataset's own Splits); batches; RunInfo (updates per epoch); class names
+    model       make_model (or a factory by import path; model factories load weights and
+                replace the head themselves), on the run's device
+    init        make_init per entry, in spec order, skipping parameters loaded from weights
     freeze      freeze_policy, in spec order: requires_grad, frozen norm layers in eval,
-                group rules
+                group rules; a policy with run hooks (gradual unfreezing) joins the callbacks
     groups      the rules of all policies merged once (torchtk.core.param_groups)
     optimizer   make_optimizer over the merged groups
     loss        make_loss per term; the run's loss is their weighted sum
@@ -20,7 +22,9 @@ so what they build cannot drift apart. The order, and what each step needs::
     probe       one no-grad forward pass, each loss term and metric on a few samples
 
 A failure in any step happens before training, so it is an input error (exit code 2)
-naming the spec path, such as ``loss[1]``. ``build_parts(..., upto="schedulers")``
+naming the spec path, such as ``loss[1]``. A built component may carry
+``torchtk_report`` lines (weights loaded, tensors a policy matched): they are collected
+in ``Parts.notes``, which the run writes to ``train.log`` and ``tk summary`` prints. ``build_parts(..., upto="schedulers")``
 stops after a step (``tk plan`` needs nothing after the schedulers).
 """
 
@@ -33,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from torchtk.core.data import TensorBatches, split_and_batch, to_device
+from torchtk.core.data import Chain, TensorBatches, class_names, split_and_batch, to_device
 from torchtk.core.distributed import Placement
 from torchtk.core.errors import TorchtkError, UserInputError
 from torchtk.core.param_groups import check_rules, group_names, merge_groups
@@ -128,6 +132,14 @@ class Parts:
     callbacks: dict[str, Any] = field(default_factory=dict)  # stable key "callbacks[i]:name" -> callback
     metrics: dict[str, Any] = field(default_factory=dict)
     hooks: RunHooks = field(default_factory=lambda: RunHooks([]))
+    classes: list[str] | None = None  # the dataset's class names, kept in metrics.json and checkpoints
+    notes: list[str] = field(default_factory=list)  # build reports, written to train.log
+
+    def report(self, where: str, component: Any) -> None:
+        """Keep a built component's ``torchtk_report`` lines (weights loaded, tensors matched)."""
+        lines = getattr(component, "torchtk_report", None)
+        if isinstance(lines, (list, tuple)):
+            self.notes += [f"{where}: {line}" for line in lines]
 
     @property
     def group_names(self) -> list[str]:
@@ -169,9 +181,18 @@ def _seed(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     parts.generator = torch.Generator().manual_seed(parts.spec.seed)
 
 
+def _transforms(resolved: ResolvedSpec, split: str) -> Chain | None:
+    entries = resolved.slot(f"data.transforms.{split}")
+    return Chain([build(resolved, e.path) for e in entries]) if entries else None
+
+
 def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     spec = parts.spec
-    train, val = split_and_batch(build(resolved, "data"), spec, parts.device, parts.generator)
+    dataset = build(resolved, "data")
+    parts.classes = class_names(dataset)
+    transforms = (_transforms(resolved, "train"), _transforms(resolved, "val"))
+    with input_errors("data: splitting and batching the dataset failed"):
+        train, val = split_and_batch(dataset, spec, parts.device, parts.generator, transforms)
     parts.train, parts.val = placement.shard(train), val
     accumulate, batches = spec.trainer.accumulate_grad_batches, len(parts.train)
     parts.info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
@@ -180,6 +201,18 @@ def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
 
 def _model(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     parts.model = build(resolved, "model").to(parts.device)
+    parts.report("model", parts.model)
+
+
+def _init(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    loaded = frozenset(getattr(parts.model, "torchtk_loaded_parameters", ()) or ())
+    for entry in resolved.slot("init"):
+        initialiser = build(resolved, entry.path)
+        with input_errors(f"{entry.path}: applying {entry.ref.name!r} failed"):
+            initialised = initialiser(parts.model, loaded)
+        parts.report(entry.path, initialiser)
+        if not getattr(initialiser, "torchtk_report", None):
+            parts.notes.append(f"{entry.path}: {entry.ref.name} initialised {len(initialised or ())} tensors")
 
 
 def _freeze(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
@@ -188,6 +221,9 @@ def _freeze(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
         with input_errors(f"{entry.path}: applying {entry.ref.name!r} failed"):
             result = policy(parts.model)
         parts.rules += [(entry.path, rule) for rule in check_rules(result, entry.path)]
+        parts.report(entry.path, policy)
+        if has_run_hooks(policy):  # gradual unfreezing acts at epoch starts: a callback too
+            parts.callbacks[f"{entry.path}:{entry.ref.name}"] = policy
     parts.frozen_eval = [m for m in parts.model.modules() if not m.training]
 
 
@@ -215,8 +251,14 @@ def _schedulers(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> N
     parts.schedulers = build_schedulers(resolved, parts.optimizer, parts.info)
 
 
+def has_run_hooks(component: Any) -> bool:
+    """Whether ``component`` has ``@torchtk.hookimpl`` methods named after run hooks."""
+    return any(hasattr(getattr(component, name, None), "torchtk_impl") for name in RunHooks.NAMES)
+
+
 def _callbacks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
-    parts.callbacks = {f"{e.path}:{e.ref.name}": build(resolved, e.path) for e in resolved.slot("callbacks")}
+    """The spec's callbacks, after the policies that have run hooks, all behind RunHooks."""
+    parts.callbacks.update({f"{e.path}:{e.ref.name}": build(resolved, e.path) for e in resolved.slot("callbacks")})
     parts.hooks = RunHooks(list(parts.callbacks.values()))
 
 
@@ -277,7 +319,7 @@ def probe_batch(*candidates: Any) -> Any:
 
 Step = Callable[[Parts, ResolvedSpec, Placement], None]
 STEPS: dict[str, Step] = {
-    "seed": _seed, "data": _data, "model": _model, "freeze": _freeze, "groups": _groups,
+    "seed": _seed, "data": _data, "model": _model, "init": _init, "freeze": _freeze, "groups": _groups,
     "optimizer": _optimizer, "loss": _loss, "precision": _precision, "schedulers": _schedulers,
     "callbacks": _callbacks, "metrics": _metrics, "checks": _checks, "probe": _probe,
 }

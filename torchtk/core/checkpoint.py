@@ -75,6 +75,7 @@ class CheckpointService:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "callbacks": {key: cb.state_dict() for key, cb in parts.callbacks.items() if hasattr(cb, "state_dict")},
             "state": state.state_dict(),
+            "classes": parts.classes,
             "spec": spec_fingerprint(parts.spec),
             "rng": capture_rng(parts.generator, parts.device),
         }
@@ -119,7 +120,11 @@ class CheckpointService:
                                                                          self.parts.spec.trainer.monitor)
 
     def restore(self, path: Path) -> int:
-        """Load the checkpoint at ``path`` into the run; returns the next epoch to train."""
+        """Load the checkpoint at ``path`` into the run; returns the next epoch to train.
+
+        Callback (and policy) states are restored before the optimizer's, so a callback
+        that added param groups during the run (gradual unfreezing) adds them again first.
+        """
         parts, state = self.parts, self.state
         payload = self.read(path)
         differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec))
@@ -128,6 +133,9 @@ class CheckpointService:
                                  f"at {', '.join(differences)}; only trainer settings such as epochs may change")
         try:
             parts.model.load_state_dict(payload["model"])
+            for key, callback in parts.callbacks.items():
+                if key in payload["callbacks"]:
+                    callback.load_state_dict(payload["callbacks"][key])
             parts.optimizer.load_state_dict(payload["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UserInputError(f"--resume: {path} was not written by a run of this spec (model or optimizer "
@@ -136,9 +144,6 @@ class CheckpointService:
             scheduled.scheduler.load_state_dict(scheduler_state)
         if parts.precision.scaler is not None and payload["scaler"] is not None:
             parts.precision.scaler.load_state_dict(payload["scaler"])
-        for key, callback in parts.callbacks.items():
-            if key in payload["callbacks"]:
-                callback.load_state_dict(payload["callbacks"][key])
         state.load_state_dict(payload["state"])
         restore_rng(payload["rng"], parts.generator, parts.device)
         if parts.hooks.on_load_checkpoint:

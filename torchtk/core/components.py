@@ -51,6 +51,8 @@ KINDS: dict[str, Kind] = {
         Kind("dataset", "datasets", "make_dataset"),
         Kind("optimizer", "optimizers", "make_optimizer", ("parameters",)),
         Kind("metric", "metrics", "make_metric"),
+        Kind("init", "init", "make_init"),
+        Kind("transform", "transforms", "make_transform"),
     )
 }
 

@@ -56,11 +56,59 @@ def batch_size(target: Any) -> int:
     return len(target[0] if isinstance(target, (tuple, list)) else target)
 
 
-def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any) -> tuple[Any, Any]:
-    """Train and validation batch iterables, split reproducibly from the run seed."""
-    import torch
-    from torch.utils.data import DataLoader, Subset, TensorDataset
+class Chain:
+    """Transforms applied in order to a sample's input. (torchvision's ``v2.Compose`` is
+    this same loop; the core does not import torchvision for it.) Pickles when its
+    transforms do, so DataLoader workers can use it."""
 
+    def __init__(self, transforms: list[Any]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, value: Any) -> Any:
+        for transform in self.transforms:
+            value = transform(value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"Chain({self.transforms!r})"
+
+
+class Transformed:
+    """A map-style dataset whose inputs go through ``transform`` (one split's transforms)."""
+
+    def __init__(self, dataset: Any, transform: Chain) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        inputs, target = self.dataset[index]
+        return self.transform(inputs), target
+
+
+def class_names(dataset: Any) -> list[str] | None:
+    """The class names a dataset (or its training split) declares as ``classes``, if any."""
+    from torchtk.core.state import Splits
+
+    source = dataset.train if isinstance(dataset, Splits) else dataset
+    names = getattr(source, "classes", None)
+    return [str(name) for name in names] if isinstance(names, (list, tuple)) else None
+
+
+def split(dataset: Any, spec: RunSpec) -> tuple[Any, Any]:
+    """Train and validation datasets: a dataset's own ``Splits``, or a reproducible
+    random split by ``data.val_split`` from the run seed (``Subset`` views, or the index
+    tensors themselves for a ``TensorDataset``)."""
+    import torch
+    from torch.utils.data import Subset
+
+    from torchtk.core.state import Splits
+
+    if isinstance(dataset, Splits):
+        if dataset.train is None or len(dataset.train) == 0:
+            raise UserInputError("data: the dataset's training split is empty")
+        return dataset.train, dataset.val if dataset.val is not None and len(dataset.val) else None
     data = spec.data
     size = len(dataset)
     n_val = int(round(size * data.val_split))
@@ -68,22 +116,33 @@ def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any) ->
     train_index, val_index = order[n_val:], order[:n_val]
     if len(train_index) == 0:
         raise UserInputError(f"data.val_split={data.val_split} leaves no training samples out of {size}")
-    if isinstance(dataset, TensorDataset) and data.num_workers == 0:
-        def part(index: Any, shuffle: bool) -> TensorBatches | None:
-            if len(index) == 0:
+    return (Subset(dataset, train_index.tolist()), Subset(dataset, val_index.tolist()) if n_val else None)
+
+
+def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any,
+                    transforms: tuple[Chain | None, Chain | None] = (None, None)) -> tuple[Any, Any]:
+    """Train and validation batch iterables, split reproducibly from the run seed, each
+    split with its own transforms."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = spec.data
+    train, val = split(dataset, spec)
+    in_memory = isinstance(dataset, TensorDataset) and data.num_workers == 0 and transforms == (None, None)
+    if in_memory:
+        def part(subset: Any, shuffle: bool) -> TensorBatches | None:
+            if subset is None:
                 return None
-            tensors = [t[index].to(device) for t in dataset.tensors]
+            tensors = [t[subset.indices].to(device) for t in dataset.tensors]
             return TensorBatches(tensors, data.batch_size, shuffle, generator)
 
-        return part(train_index, data.shuffle), part(val_index, False)
-    pin = device.type == "cuda"
-    train = DataLoader(Subset(dataset, train_index.tolist()), batch_size=data.batch_size, shuffle=data.shuffle,
-                       generator=generator, num_workers=data.num_workers, pin_memory=pin)
-    val = None
-    if n_val:
-        val = DataLoader(Subset(dataset, val_index.tolist()), batch_size=data.batch_size, shuffle=False,
-                         num_workers=data.num_workers, pin_memory=pin)
-    return train, val
-
-
-# -- the run -------------------------------------------------------------------------
+        return part(train, data.shuffle), part(val, False)
+    train_transform, val_transform = transforms
+    if train_transform is not None:
+        train = Transformed(train, train_transform)
+    if val is not None and val_transform is not None:
+        val = Transformed(val, val_transform)
+    options = {"batch_size": data.batch_size, "num_workers": data.num_workers,
+               "pin_memory": device.type == "cuda" if data.pin_memory is None else data.pin_memory,
+               "persistent_workers": data.persistent_workers and data.num_workers > 0}
+    loader = DataLoader(train, shuffle=data.shuffle, generator=generator, **options)
+    return loader, DataLoader(val, shuffle=False, **options) if val is not None else None

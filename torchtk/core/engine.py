@@ -86,6 +86,8 @@ class Run:
         self.run_dir.log(f"start: epochs {start_epoch}..{spec.trainer.epochs}, device {self.parts.device}, "
                          f"{self.parts.info.batches_per_epoch} batches per epoch")
         self.reporter.start(self.run_dir.path, spec.trainer.epochs, self.parts.info.batches_per_epoch, start_epoch)
+        for note in self.parts.notes:  # what the build did: weights loaded, tensors a policy froze
+            self._log(note)
         if state.should_stop and start_epoch > 1:
             self._log(f"this run already stopped early after epoch {start_epoch - 1}; nothing to resume")
             return self.result()
@@ -155,8 +157,11 @@ class Run:
         self.checkpoints.save(*(("last.pt", "best.pt") if improved else ("last.pt",)))
         if self.placement.is_main:
             self.run_dir.write_history(state.history)
-            self.run_dir.write_metrics({"monitor": trainer.monitor, "mode": trainer.mode, "best": state.best_row,
-                                        "last": row, "epochs_run": len(state.history)})
+            summary = {"monitor": trainer.monitor, "mode": trainer.mode, "best": state.best_row, "last": row,
+                       "epochs_run": len(state.history)}
+            if self.parts.classes is not None:
+                summary["classes"] = self.parts.classes
+            self.run_dir.write_metrics(summary)
             self.run_dir.log("epoch " + " ".join(f"{k}={v!r}" for k, v in row.items()))
         self.reporter.epoch_end(row)
 

@@ -186,8 +186,9 @@ def make_optimizer(name: str, params: BaseModel, parameters: Any) -> Any:
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
-    :param parameters: An iterable of tensors or a list of parameter-group dicts (from
-        freeze policies).
+    :param parameters: A list of named parameter-group dicts (``{"name": "default",
+        "params": [...]}``, more groups when freeze policies return group rules); only
+        trainable parameters are in them. ``Registry.create`` passes what it is given.
     :returns: A ``torch.optim.Optimizer``.
 
     .. versionadded:: 0.1
@@ -227,6 +228,46 @@ def make_callback(name: str, params: BaseModel) -> Any:
         before training starts.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def make_init(name: str, params: BaseModel) -> Callable[[Any, frozenset], list[str]]:
+    """Build the weight initialiser ``name``.
+
+    Called on the providing plugin only (provider call), once per entry of the spec's
+    ``init`` list, right after the model is built and before the freeze policies; the
+    engine applies the initialisers in the spec's order.
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: A callable ``init(model, loaded)`` that initialises layers of ``model`` in
+        place and returns the names of the parameters it initialised. ``loaded`` is the
+        frozenset of parameter names the model factory loaded from pretrained weights
+        (``model.torchtk_loaded_parameters``, empty when none); an initialiser leaves
+        them alone unless its params ask otherwise. It may carry ``torchtk_report``
+        lines, which the run writes to ``train.log``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def make_transform(name: str, params: BaseModel) -> Callable[[Any], Any]:
+    """Build the input transform ``name`` (resize, crop, flip, normalize, ...).
+
+    Called on the providing plugin only (provider call), once per entry of the spec's
+    ``data.transforms.train`` and ``data.transforms.val`` lists, before the data is
+    split into batches. The engine chains each list in order and applies it to the
+    input of every sample of that split only.
+
+    :param name: The component's canonical name.
+    :param params: An instance of the component's params model, already validated.
+    :returns: A callable ``transform(input) -> input`` (for example a torchvision
+        ``transforms.v2`` transform). It must pickle, so that DataLoader workers
+        (``num_workers > 0``) can use it.
+
+    .. versionadded:: 0.2
     """
 
 

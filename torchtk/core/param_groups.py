@@ -12,7 +12,7 @@ only after all policies ran, so policies compose:
   listed it earlier;
 * groups come in the order of their first parameter in ``model.named_parameters()``.
 
-Without any rule the optimizer gets the plain list of trainable parameters (one group).
+Without any rule the optimizer gets one group, ``default``, of every trainable parameter.
 This is mmengine's ``paramwise_cfg`` idea (options per parameter, then grouped),
 with the options given by the policies instead of config keys.
 """
@@ -42,8 +42,8 @@ def check_rules(result: Any, where: str) -> list[dict[str, Any]]:
     return rules
 
 
-def merge_groups(model: Any, rules: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    """Optimizer parameters for ``model``: a list of tensors, or named group dicts.
+def merge_groups(model: Any, rules: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Optimizer parameter groups for ``model``, each a dict with a ``"name"``.
 
     ``rules`` are ``(spec path of the policy, rule)`` pairs in spec order.
     """
@@ -51,7 +51,7 @@ def merge_groups(model: Any, rules: list[tuple[str, dict[str, Any]]]) -> list[An
     if not trainable:
         raise UserInputError("freeze: the policies leave no trainable parameter; nothing would train")
     if not rules:
-        return trainable
+        return [{"name": DEFAULT_GROUP, "params": trainable}]
     known = {id(p) for p in model.parameters()}
     claims: dict[int, list[tuple[str, dict[str, Any]]]] = {}
     for index, (where, rule) in enumerate(rules):

@@ -36,6 +36,16 @@ class Precision:
     scaler: Any = None
 
 
+@dataclass
+class Splits:
+    """What a ``make_dataset`` hook returns for data that comes with its own validation
+    part (an image folder with ``train/`` and ``val/``): the run uses these splits as
+    they are, and ``data.val_split`` is ignored. ``val=None``: no validation."""
+
+    train: Any
+    val: Any = None
+
+
 # the fields of TrainState a checkpoint keeps (everything else is rebuilt from the spec)
 RESUMABLE = ("epoch", "step", "history", "best_value", "best_row", "should_stop", "last_update_lrs")
 

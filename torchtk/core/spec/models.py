@@ -66,6 +66,14 @@ class SchedulerRef(ComponentRef):
     monitor: str = Field("val_loss", description="Logged value passed to schedulers that need a metric.")
 
 
+class TransformsSpec(_Strict):
+    """Input transforms per split (``transform`` components), so training augmentations
+    never reach validation."""
+
+    train: list[ComponentRef] = Field(default_factory=list, description="Applied to each training input, in order.")
+    val: list[ComponentRef] = Field(default_factory=list, description="Applied to each validation input, in order.")
+
+
 class DataSpec(ComponentRef):
     """The dataset and how it is split and batched."""
 
@@ -73,6 +81,11 @@ class DataSpec(ComponentRef):
     val_split: float = Field(0.2, ge=0, lt=1, description="Fraction held out for validation (0: no validation).")
     shuffle: bool = Field(True, description="Reshuffle the training set every epoch.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process).")
+    pin_memory: Optional[bool] = Field(None, description="Pin batches in page-locked memory (default: on CUDA only).")
+    persistent_workers: bool = Field(False, description="Keep DataLoader workers alive between epochs "
+                                                        "(with num_workers > 0).")
+    transforms: TransformsSpec = Field(default_factory=TransformsSpec,
+                                       description="Input transforms for the train and val splits.")
 
 
 @dataclass(frozen=True)
@@ -83,11 +96,17 @@ class Slot:
     reference is also accepted and read as a one-element list.
     """
 
-    field: str
+    field: str  # a field of RunSpec, or a dotted path into one (data.transforms.train)
     kind: str
     ref_model: type[ComponentRef]
     many: bool = False
     one_or_many: bool = False
+
+    def value(self, spec: Any) -> Any:
+        """The slot's value in ``spec`` (a RunSpec)."""
+        for name in self.field.split("."):
+            spec = getattr(spec, name)
+        return spec
 
     def paths(self, value: Any) -> list[tuple[str, Any]]:
         """``(spec path, ref)`` for the slot's value in a spec."""
@@ -98,7 +117,10 @@ class Slot:
 
 SLOTS: tuple[Slot, ...] = (  # in build order
     Slot("model", "model", ModelRef),
+    Slot("init", "init", ComponentRef, many=True),
     Slot("data", "dataset", DataSpec),
+    Slot("data.transforms.train", "transform", ComponentRef, many=True),
+    Slot("data.transforms.val", "transform", ComponentRef, many=True),
     Slot("loss", "loss", LossTerm, many=True, one_or_many=True),
     Slot("optimizer", "optimizer", ComponentRef),
     Slot("scheduler", "scheduler", SchedulerRef, many=True, one_or_many=True),
@@ -108,8 +130,8 @@ SLOTS: tuple[Slot, ...] = (  # in build order
     Slot("metrics", "metric", ComponentRef, many=True),
 )
 SLOT_BY_FIELD: dict[str, Slot] = {slot.field: slot for slot in SLOTS}
-# slots holding component refs, where --set may expand a bare name to {"name": ...} to set its params
-COMPONENT_SLOTS = frozenset(SLOT_BY_FIELD)
+# top-level slots holding component refs, where --set may expand a bare name to {"name": ...}
+COMPONENT_SLOTS = frozenset(field for field in SLOT_BY_FIELD if "." not in field)
 ONE_OR_MANY = frozenset(slot.field for slot in SLOTS if slot.one_or_many)
 
 
@@ -133,6 +155,8 @@ class RunSpec(_Strict):
     description: str = Field("", description="What this run is for (shown by tk examples).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for initialisation, splitting and shuffling.")
     model: ModelRef
+    init: list[ComponentRef] = Field(default_factory=list, description="Weight initialisers, applied in order "
+                                                                      "right after the model is built.")
     data: DataSpec
     loss: list[LossTerm] = Field(min_length=1, description="One loss or a list of weighted terms.")
     optimizer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="adam"))
@@ -159,4 +183,4 @@ class RunSpec(_Strict):
 
     def component_refs(self) -> list[tuple[str, str, ComponentRef]]:
         """``(spec path, kind, ref)`` for every component the spec names, in build order."""
-        return [(path, slot.kind, ref) for slot in SLOTS for path, ref in slot.paths(getattr(self, slot.field))]
+        return [(path, slot.kind, ref) for slot in SLOTS for path, ref in slot.paths(slot.value(self))]

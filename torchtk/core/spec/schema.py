@@ -35,15 +35,26 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
     for slot in SLOTS:
         defs[f"{slot.kind}_ref"] = _ref_schema(slot, registry, defs)
         ref = {"$ref": f"#/$defs/{slot.kind}_ref"}
-        description = schema["properties"][slot.field].get("description", "")
+        properties, name = _slot_properties(schema, defs, slot.field)
+        description = properties[name].get("description", "")
         if slot.one_or_many:
-            schema["properties"][slot.field] = {"anyOf": [ref, {"type": "array", "items": ref}],
-                                                "description": description}
+            properties[name] = {"anyOf": [ref, {"type": "array", "items": ref}], "description": description}
         elif slot.many:
-            schema["properties"][slot.field] = {"type": "array", "items": ref, "description": description}
+            properties[name] = {"type": "array", "items": ref, "description": description}
         else:
-            schema["properties"][slot.field] = {**ref, "description": description}
+            properties[name] = {**ref, "description": description}
     return schema
+
+
+def _slot_properties(schema: dict[str, Any], defs: dict[str, Any], field: str) -> tuple[dict[str, Any], str]:
+    """The ``properties`` object holding ``field``, and the key in it: a dotted field
+    (``data.transforms.train``) lives in the definitions of the nested models."""
+    *outer, name = field.split(".")
+    properties, model = schema["properties"], RunSpec
+    for part in outer:
+        model = model.model_fields[part].annotation
+        properties = defs[model.__name__]["properties"]
+    return properties, name
 
 
 def _ref_schema(slot: Slot, registry: Registry, defs: dict[str, Any]) -> dict[str, Any]:
