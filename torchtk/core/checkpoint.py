@@ -122,8 +122,10 @@ class CheckpointService:
     def restore(self, path: Path) -> int:
         """Load the checkpoint at ``path`` into the run; returns the next epoch to train.
 
-        Callback (and policy) states are restored before the optimizer's, so a callback
-        that added param groups during the run (gradual unfreezing) adds them again first.
+        The order matters: model, callback states and the training state first, then
+        ``on_load_checkpoint`` (a callback that added param groups during the run, such
+        as gradual unfreezing, adds them again there), then the optimizer, scheduler and
+        scaler states (into the same groups), and the RNG states last.
         """
         parts, state = self.parts, self.state
         payload = self.read(path)
@@ -136,6 +138,9 @@ class CheckpointService:
             for key, callback in parts.callbacks.items():
                 if key in payload["callbacks"]:
                     callback.load_state_dict(payload["callbacks"][key])
+            state.load_state_dict(payload["state"])
+            if parts.hooks.on_load_checkpoint:
+                parts.hooks.on_load_checkpoint(state, payload)
             parts.optimizer.load_state_dict(payload["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UserInputError(f"--resume: {path} was not written by a run of this spec (model or optimizer "
@@ -144,10 +149,7 @@ class CheckpointService:
             scheduled.scheduler.load_state_dict(scheduler_state)
         if parts.precision.scaler is not None and payload["scaler"] is not None:
             parts.precision.scaler.load_state_dict(payload["scaler"])
-        state.load_state_dict(payload["state"])
         restore_rng(payload["rng"], parts.generator, parts.device)
-        if parts.hooks.on_load_checkpoint:
-            parts.hooks.on_load_checkpoint(state, payload)
         return payload["epoch"] + 1
 
 

@@ -387,10 +387,15 @@ def on_save_checkpoint(state: TrainState, checkpoint: dict[str, Any]) -> None:
 
 @hookspec
 def on_load_checkpoint(state: TrainState, checkpoint: dict[str, Any]) -> None:
-    """Called on ``--resume`` after the core restored model, optimizer, schedulers,
-    callback states and RNG from ``checkpoint`` (run call), before training goes on.
+    """Called on ``--resume`` (run call) after the core restored the model, every
+    callback's ``state_dict`` and the training state from ``checkpoint``, and before it
+    loads the optimizer, scheduler and scaler states and the RNG states.
 
-    :param state: The live :class:`torchtk.TrainState`, already restored.
+    A callback that added param groups during the run (gradual unfreezing) adds them
+    again here, so the optimizer's state loads into the same groups; an EMA callback
+    reads its weights from the entry it added in ``on_save_checkpoint``.
+
+    :param state: The live :class:`torchtk.TrainState` (epoch, step, history restored).
     :param checkpoint: The payload that was read.
     :returns: Nothing.
 
