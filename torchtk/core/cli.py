@@ -272,6 +272,48 @@ def plan(
     return None
 
 
+@app.command("summary")
+def summary(
+    spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
+    overrides: Optional[List[str]] = SET_OPTION,
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Show modules down to this depth (0: the model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the modules, totals, reports and groups as JSON."),
+) -> None:
+    """Show the model as the run would train it (after weights, init and freeze policies): each
+    module's type, output shape on a probe batch, parameters and whether they train; totals; the
+    optimizer's groups. Nothing is trained."""
+    from rich.measure import Measurement
+    from rich.table import Column, Table
+
+    from torchtk.core.summary import compute_summary
+
+    result = compute_summary(spec, overrides=overrides)
+    if as_json:
+        return _print_json(result.to_json())
+    console = _console()
+    shape = result.input_shape if result.input_shape is not None else "- (no data)"
+    console.print(f"[bold]{result.name}[/bold]: {result.model}, probe batch of shape {shape} on the cpu")
+    table = Table(Column("module", no_wrap=True), Column("type", no_wrap=True), Column("output shape", no_wrap=True),
+                  Column("params", justify="right"), Column("status", no_wrap=True), box=None)
+    for row in result.table_rows(depth):
+        table.add_row(*row.values())
+    widest = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    console.width = max(console.width, widest)  # module names are what patterns take: never cut them
+    console.print(table, markup=False)
+    totals = Table("", Column("numbers", justify="right"), Column("size", justify="right"), box=None)
+    for row in result.total_rows():
+        totals.add_row(*row)
+    console.print(totals, markup=False)
+    for line in result.reports:
+        console.print(f"report: {line}", markup=False)
+    groups = Table("group", "lr", "weight decay", "tensors", Column("params", justify="right"), box=None)
+    for g in result.groups:
+        groups.add_row(g.name, f"{g.lr:.6g}", f"{g.weight_decay:g}", str(g.tensors), f"{g.params:,}")
+    console.print(f"optimizer {result.optimizer}, {len(result.groups)} param group(s):", markup=False)
+    console.print(groups, markup=False)
+    return None
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 

@@ -12,6 +12,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "torchtk.plugins.optimizers",
     "torchtk.plugins.schedulers",
     "torchtk.plugins.freezing",
+    "torchtk.plugins.init",
     "torchtk.plugins.precision",
     "torchtk.plugins.callbacks",
     "torchtk.plugins.metrics",
