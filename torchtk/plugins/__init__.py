@@ -3,6 +3,8 @@ as a third-party one; this tuple is the only place the core learns their names."
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "torchtk.plugins.datasets",
+    "torchtk.plugins.images",
+    "torchtk.plugins.transforms",
     "torchtk.plugins.models",
     "torchtk.plugins.losses.classification",
     "torchtk.plugins.losses.segmentation",
