@@ -62,7 +62,8 @@ WEIGHTED = (nn.Linear, *CONV)
 CASES = [
     ("xavier_uniform", {"gain": 2.0}, WEIGHTED, nn.init.xavier_uniform_, {"gain": 2.0}),
     ("xavier_normal", {"gain": "relu"}, WEIGHTED, nn.init.xavier_normal_, {"gain": 2 ** 0.5}),
-    ("kaiming_uniform", {"a": 0.1, "mode": "fan_out"}, WEIGHTED, nn.init.kaiming_uniform_, {"a": 0.1, "mode": "fan_out"}),
+    ("kaiming_uniform", {"a": 0.1, "mode": "fan_out"}, WEIGHTED, nn.init.kaiming_uniform_,
+     {"a": 0.1, "mode": "fan_out"}),
     ("kaiming_normal", {"mode": "fan_out", "nonlinearity": "relu"}, WEIGHTED, nn.init.kaiming_normal_,
      {"mode": "fan_out", "nonlinearity": "relu"}),
     ("normal", {"mean": 0.5, "std": 0.02}, WEIGHTED, nn.init.normal_, {"mean": 0.5, "std": 0.02}),

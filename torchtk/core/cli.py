@@ -305,7 +305,7 @@ def summary(
         totals.add_row(*row)
     console.print(totals, markup=False)
     for line in result.reports:
-        console.print(f"report: {line}", markup=False)
+        console.print(f"report: {line}", markup=False, soft_wrap=True)
     groups = Table("group", "lr", "weight decay", "tensors", Column("params", justify="right"), box=None)
     for g in result.groups:
         groups.add_row(g.name, f"{g.lr:.6g}", f"{g.weight_decay:g}", str(g.tensors), f"{g.params:,}")

@@ -214,8 +214,9 @@ class Init:
                 names.append(full)
                 per_type[type(module).__name__] += 1
         if not matched:
-            raise ValueError(f"{self.name}: no layer of type {', '.join(sorted({t for r in self.rules for t in r.types}))}"
-                             f" in {'the modules ' + str(self.modules) if self.modules else 'the model'}")
+            types = ", ".join(sorted({t for rule in self.rules for t in rule.types}))
+            where = f"the modules {self.modules}" if self.modules else "the model"
+            raise ValueError(f"{self.name}: no layer of type {types} in {where}")
         self.torchtk_report = [report_line(self.name, per_type, kept)]
         return names
 
@@ -239,7 +240,8 @@ def apply(function: str, tensor: Any, kwargs: dict[str, Any], name: str) -> None
     try:
         getattr(torch_init, function)(tensor, **kwargs)
     except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"{function.rstrip('_')} cannot initialise {name} (shape {list(tensor.shape)}): {exc}") from exc
+        shape = list(tensor.shape)
+        raise ValueError(f"{function.rstrip('_')} cannot initialise {name} (shape {shape}): {exc}") from exc
 
 
 def report_line(name: str, per_type: Counter, kept: int) -> str:
