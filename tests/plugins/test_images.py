@@ -16,7 +16,7 @@ from PIL import Image
 
 import torchtk
 from torchtk import Splits
-from torchtk.plugins import images
+from torchtk.plugins import _image_params
 from torchtk.plugins.images import ImageDataError
 from torchtk.testing import check_plugin, registry_with
 
@@ -413,4 +413,4 @@ def test_plugin_conforms():
 def test_extensions_match_torchvision():
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    assert images.IMAGE_EXTENSIONS == IMG_EXTENSIONS
+    assert _image_params.IMAGE_EXTENSIONS == IMG_EXTENSIONS

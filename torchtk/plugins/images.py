@@ -22,18 +22,13 @@ put there. Neither torch nor torchvision is imported until a dataset is built, s
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any
 
-from pydantic import Field, model_validator
+from torchtk import Component, TorchtkError, hookimpl
 
-from torchtk import Component, Params, TorchtkError, hookimpl
-
-# torchvision.datasets.folder.IMG_EXTENSIONS (tests check they agree)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+PARAMS = "torchtk.plugins._image_params"
 
 
 class ImageDataError(TorchtkError, ValueError):
@@ -171,42 +166,6 @@ def splits(train: Any, val: Any) -> Any:
 # -- image_folder ------------------------------------------------------------------------
 
 
-class ImageFolderParams(Params):
-    """Images in class folders, as torchvision's ``ImageFolder`` reads them:
-    ``<folder>/<class>/<image>`` (nested folders inside a class folder are fine).
-
-    Give ``root`` for one folder that the run splits by ``data.val_split``, or ``train``
-    (and optionally ``val``) for separate folders: then ``data.val_split`` is ignored,
-    and ``val`` must use the training folder's class names (it may lack some). Classes
-    are the sorted folder names (hidden ones such as ``.ipynb_checkpoints`` are skipped)
-    and are kept in the run. Inputs are float32 ``(C, H, W)`` in [0, 1]; images of
-    different sizes need a ``resize`` transform to batch. At build time the first image
-    of each class is decoded (``verify``), so a broken file fails before training; a
-    file that fails later names itself.
-    """
-
-    root: Optional[str] = Field(None, description="One folder of class folders, split by data.val_split.")
-    train: Optional[str] = Field(None, description="Folder of class folders for training (instead of root).")
-    val: Optional[str] = Field(None, description="Folder of class folders for validation (with train).")
-    extensions: list[str] = Field(list(IMAGE_EXTENSIONS), min_length=1,
-                                  description="File extensions counted as images (case-insensitive).")
-    grayscale: bool = Field(False, description="Load images as one channel (PIL mode L) instead of RGB.")
-    verify: Literal["first", "all", "none"] = Field(
-        "first", description="Decode at build time the first image of each class, every image, or none.")
-    allow_empty: bool = Field(False, description="Allow class folders without images (else an input error).")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ImageFolderParams":
-        if (self.root is None) == (self.train is None):
-            raise ValueError("give either root (one folder, split by data.val_split) or train (and val), not both")
-        if self.val is not None and self.train is None:
-            raise ValueError("val needs train (the training folder)")
-        for extension in self.extensions:
-            if not extension.startswith(".") or len(extension) < 2:
-                raise ValueError(f"extension {extension!r} must start with a dot, like '.png'")
-        return self
-
-
 def _class_folders(folder: Path, what: str) -> list[str]:
     if not folder.exists():
         raise ImageDataError(f"image_folder {what}: {folder} does not exist")
@@ -221,7 +180,7 @@ def _class_folders(folder: Path, what: str) -> list[str]:
     return classes
 
 
-def _scan(folder: Path, class_to_idx: dict[str, int], params: ImageFolderParams, what: str) -> list[tuple[str, int]]:
+def _scan(folder: Path, class_to_idx: dict[str, int], params: Any, what: str) -> list[tuple[str, int]]:
     from torchvision.datasets.folder import make_dataset
 
     extensions = tuple(e.lower() for e in params.extensions)
@@ -244,7 +203,7 @@ def _scan(folder: Path, class_to_idx: dict[str, int], params: ImageFolderParams,
     return samples
 
 
-def image_folder(params: ImageFolderParams) -> Any:
+def image_folder(params: Any) -> Any:
     mode = "L" if params.grayscale else "RGB"
     if params.root is not None:
         folder = Path(params.root).expanduser()
@@ -270,51 +229,7 @@ def image_folder(params: ImageFolderParams) -> Any:
 # -- torchvision datasets from a local root ----------------------------------------------
 
 
-class TorchvisionParams(Params):
-    """Read from a local ``root``; downloaded only with ``download: true``.
-
-    ``split``: ``train+test`` trains on the training set and validates on the test set
-    (``data.val_split`` is ignored); ``train`` or ``test`` uses that set alone, split
-    by ``data.val_split``. Inputs are float32 ``(C, H, W)`` in [0, 1], targets int64.
-    """
-
-    root: str = Field(description="Folder holding the dataset's files (see the error message for the layout).")
-    split: Literal["train+test", "train", "test"] = Field(
-        "train+test", description="train+test: train on train, validate on test; or one set, split by val_split.")
-    download: bool = Field(False, description="Download the files into root if they are missing (network).")
-
-
-def _doc(first: str) -> str:
-    import inspect
-
-    return first + "\n\n" + inspect.cleandoc(TorchvisionParams.__doc__ or "")
-
-
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-class MNISTParams(TorchvisionParams):
-    __doc__ = _doc("The MNIST handwritten digits, 28x28 grey (1 channel), 10 classes, 60,000 train and 10,000 test "
-                   "images, read as torchvision.datasets.MNIST does from <root>/MNIST/raw/ (the four IDX files, "
-                   "gzipped or not).")
-
-
-class FashionMNISTParams(TorchvisionParams):
-    __doc__ = _doc("Fashion-MNIST: Zalando's 28x28 grey images of clothing, 10 classes, 60,000 train and 10,000 "
-                   "test, read as torchvision.datasets.FashionMNIST does from <root>/FashionMNIST/raw/ (the four "
-                   "IDX files, gzipped or not).")
-
-
-class CIFAR10Params(TorchvisionParams):
-    __doc__ = _doc("CIFAR-10: 32x32 colour images, 10 classes, 50,000 train and 10,000 test, read as "
-                   "torchvision.datasets.CIFAR10 does from <root>/cifar-10-batches-py/ (or the archive "
-                   "<root>/cifar-10-python.tar.gz, extracted on first use).")
-
-
-class CIFAR100Params(TorchvisionParams):
-    __doc__ = _doc("CIFAR-100: 32x32 colour images, 100 fine classes, 50,000 train and 10,000 test, read as "
-                   "torchvision.datasets.CIFAR100 does from <root>/cifar-100-python/ (or the archive "
-                   "<root>/cifar-100-python.tar.gz, extracted on first use).")
 
 
 def _root_of(root: Path, folder: str, inner: str | None = None) -> Path:
@@ -329,7 +244,10 @@ def _root_of(root: Path, folder: str, inner: str | None = None) -> Path:
     return root
 
 
-def _mnist(name: str, params: TorchvisionParams) -> Any:
+def _mnist(name: str, params: Any) -> Any:
+    import gzip
+    import shutil
+
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[name]
@@ -360,7 +278,7 @@ def _mnist_layout(cls: Any, root: Path) -> str:
             f"{root / cls.__name__ / 'raw'}, or set \"download\": true")
 
 
-def _cifar(name: str, params: TorchvisionParams) -> Any:
+def _cifar(name: str, params: Any) -> Any:
     import torchvision.datasets as tvd
     from torchvision.datasets.utils import check_integrity, extract_archive
 
@@ -401,7 +319,7 @@ def _cifar_layout(cls: Any, root: Path) -> str:
             f"files, or put the archive itself there, or set \"download\": true")
 
 
-def _torchvision(name: str, params: TorchvisionParams, make: Any, arrays: Any, where: Path,
+def _torchvision(name: str, params: Any, make: Any, arrays: Any, where: Path,
                  check: Any = None) -> Any:
     def part(train: bool) -> TensorImages:
         try:
@@ -425,28 +343,7 @@ def _torchvision(name: str, params: TorchvisionParams, make: Any, arrays: Any, w
 # -- fake_images -------------------------------------------------------------------------
 
 
-class FakeImagesParams(Params):
-    """Random-noise images with random labels (torchvision ``FakeData``), for tests and
-    demos: nothing to learn, nothing to download. Sample ``i`` is the same for a given
-    ``seed`` however the data is split or shuffled. Classes are named ``class_0``, ...
-    """
-
-    n_samples: int = Field(1000, ge=1, description="Number of images.")
-    image_size: list[int] = Field([3, 32, 32], min_length=3, max_length=3,
-                                  description="Image shape (channels, height, width).")
-    num_classes: int = Field(10, ge=1, description="Number of classes (targets 0 .. num_classes - 1).")
-    seed: int = Field(0, ge=0, description="Offset of the per-sample seeds (the run seed only shuffles and splits).")
-
-    @model_validator(mode="after")
-    def _positive(self) -> "FakeImagesParams":
-        if any(n < 1 for n in self.image_size):
-            raise ValueError(f"image_size {self.image_size}: every dimension must be at least 1")
-        if self.image_size[0] not in (1, 3):
-            raise ValueError(f"image_size {self.image_size}: 1 or 3 channels (FakeData goes through a PIL image)")
-        return self
-
-
-def fake_images(params: FakeImagesParams) -> Any:
+def fake_images(params: Any) -> Any:
     from torchvision.datasets import FakeData
 
     dataset = FakeData(size=params.n_samples, image_size=tuple(params.image_size), num_classes=params.num_classes,
@@ -460,18 +357,18 @@ def fake_images(params: FakeImagesParams) -> Any:
 @hookimpl
 def register_components(register):
     register(Component("dataset", "image_folder", "Images in class folders (torchvision ImageFolder), "
-                       "one folder split or separate train/val.", params=ImageFolderParams,
+                       "one folder split or separate train/val.", params=f"{PARAMS}:ImageFolderParams",
                        aliases=("imagefolder",)))
     register(Component("dataset", "mnist", "MNIST digits from a local root (torchvision MNIST).",
-                       params=MNISTParams))
+                       params=f"{PARAMS}:MNISTParams"))
     register(Component("dataset", "fashion_mnist", "Fashion-MNIST from a local root (torchvision FashionMNIST).",
-                       params=FashionMNISTParams, aliases=("fashionmnist",)))
+                       params=f"{PARAMS}:FashionMNISTParams", aliases=("fashionmnist",)))
     register(Component("dataset", "cifar10", "CIFAR-10 from a local root (torchvision CIFAR10).",
-                       params=CIFAR10Params))
+                       params=f"{PARAMS}:CIFAR10Params"))
     register(Component("dataset", "cifar100", "CIFAR-100 from a local root (torchvision CIFAR100).",
-                       params=CIFAR100Params))
+                       params=f"{PARAMS}:CIFAR100Params"))
     register(Component("dataset", "fake_images", "Random images with random labels (torchvision FakeData).",
-                       params=FakeImagesParams))
+                       params=f"{PARAMS}:FakeImagesParams"))
 
 
 @hookimpl
