@@ -353,7 +353,9 @@ class RandomAdjustSharpnessParams(Params):
 
 
 class ElasticTransformParams(Params):
-    """Elastic deformation, as for handwritten digits (``v2.ElasticTransform``)."""
+    """Elastic deformation, as for handwritten digits (``v2.ElasticTransform``). The
+    displacements are smoothed by a Gaussian kernel of about ``8 * sigma`` pixels, which
+    must be smaller than the image: lower ``sigma`` for images under 41 pixels."""
 
     alpha: float = Field(50.0, ge=0, description="Magnitude of the displacements.")
     sigma: float = Field(5.0, gt=0, description="Smoothness of the displacements.")
