@@ -231,3 +231,18 @@ def test_transform_and_init_kinds_are_listed_and_validated(small_spec):
     spec["data"]["transforms"] = {"train": ["shfit"]}
     with pytest.raises(UserInputError, match=r"data\.transforms\.train\[0\]\.name: unknown transform 'shfit'"):
         torchtk.load_spec(spec, registry=registry)
+
+
+def test_images_of_different_sizes_without_a_resize_are_an_input_error(small_spec, tmp_path):
+    from PIL import Image
+
+    for label, size in (("a", 6), ("b", 8)):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for index in range(4):
+            Image.new("RGB", (size, size), (index * 40, 0, 0)).save(tmp_path / "imgs" / label / f"{index}.png")
+    spec = dict(small_spec, model={"name": "simple_cnn", "params": {"in_channels": 3, "num_classes": 2}},
+                loss="cross_entropy", metrics=[], callbacks=[], scheduler=[])
+    spec["data"] = {"name": "image_folder", "params": {"root": str(tmp_path / "imgs")}, "batch_size": 4,
+                    "val_split": 0.5}
+    with pytest.raises(UserInputError, match="different sizes.*resize"):
+        torchtk.train(spec)

@@ -96,6 +96,16 @@ def class_names(dataset: Any) -> list[str] | None:
     return [str(name) for name in names] if isinstance(names, (list, tuple)) else None
 
 
+def dataset_collate(dataset: Any) -> Any:
+    """The dataset's own ``collate_fn`` (one that explains images of different sizes),
+    else ``None``: torch's default."""
+    from torchtk.core.state import Splits
+
+    source = dataset.train if isinstance(dataset, Splits) else dataset
+    collate = getattr(source, "collate_fn", None)
+    return collate if callable(collate) else None
+
+
 def split(dataset: Any, spec: RunSpec) -> tuple[Any, Any]:
     """Train and validation datasets: a dataset's own ``Splits``, or a reproducible
     random split by ``data.val_split`` from the run seed (``Subset`` views, or the index
@@ -141,7 +151,7 @@ def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any,
         train = Transformed(train, train_transform)
     if val is not None and val_transform is not None:
         val = Transformed(val, val_transform)
-    options = {"batch_size": data.batch_size, "num_workers": data.num_workers,
+    options = {"batch_size": data.batch_size, "num_workers": data.num_workers, "collate_fn": dataset_collate(dataset),
                "pin_memory": device.type == "cuda" if data.pin_memory is None else data.pin_memory,
                "persistent_workers": data.persistent_workers and data.num_workers > 0}
     loader = DataLoader(train, shuffle=data.shuffle, generator=generator, **options)
