@@ -12,10 +12,12 @@ so what they build cannot drift apart. The order, and what each step needs::
     freeze      freeze_policy, in spec order: requires_grad, frozen norm layers in eval,
                 group rules; a policy with run hooks (gradual unfreezing) joins the callbacks
     groups      the rules of all policies merged once (torchtk.core.param_groups)
-    optimizer   make_optimizer over the merged groups
+    optimizer   make_optimizer over the merged groups; each group's ``lr_scale`` applied
     loss        make_loss per term; the run's loss is their weighted sum
     precision   precision_context on the run's device
-    schedulers  make_scheduler per entry, with its interval and metric declaration
+    schedulers  make_scheduler per entry, with its interval and metric declaration; a
+                policy with run hooks and a ``bind(optimizer, schedulers)`` method gets both
+                (gradual unfreezing adds groups to them later, and again on resume)
     callbacks   make_callback per entry, behind the run hooks (RunHooks)
     metrics     make_metric per entry
     checks      every monitored name is logged by this run
@@ -40,7 +42,7 @@ from typing import Any, Callable, Iterator
 from torchtk.core.data import Chain, TensorBatches, class_names, split_and_batch, to_device
 from torchtk.core.distributed import Placement
 from torchtk.core.errors import TorchtkError, UserInputError
-from torchtk.core.param_groups import check_rules, group_names, merge_groups
+from torchtk.core.param_groups import apply_lr_scale, check_rules, group_names, merge_groups
 from torchtk.core.run_hooks import RunHooks
 from torchtk.core.spec import ResolvedSpec, RunSpec
 from torchtk.core.state import Precision, RunInfo
@@ -189,6 +191,7 @@ def _transforms(resolved: ResolvedSpec, split: str) -> Chain | None:
 def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     spec = parts.spec
     dataset = build(resolved, "data")
+    parts.report("data", dataset)
     parts.classes = class_names(dataset)
     transforms = (_transforms(resolved, "train"), _transforms(resolved, "val"))
     with input_errors("data: splitting and batching the dataset failed"):
@@ -234,6 +237,7 @@ def _groups(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
 
 def _optimizer(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     parts.optimizer = build(resolved, "optimizer", parameters=parts.parameters)
+    apply_lr_scale(parts.optimizer)  # group rules' lr multipliers, before any scheduler reads the lr
 
 
 def _loss(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
@@ -249,6 +253,9 @@ def _precision(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> No
 
 def _schedulers(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     parts.schedulers = build_schedulers(resolved, parts.optimizer, parts.info)
+    for policy in parts.callbacks.values():  # policies that add param groups later (unfreeze_at): the objects
+        if callable(getattr(policy, "bind", None)):  # they change, before a resume restores any state
+            policy.bind(parts.optimizer, [s.scheduler for s in parts.schedulers])
 
 
 def has_run_hooks(component: Any) -> bool:
@@ -286,7 +293,8 @@ def _probe(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     input error naming the spec path, and not in the first epoch."""
     import torch
 
-    batch = probe_batch(parts.val, parts.train)
+    with input_errors("data: a batch of a few samples cannot be made"):
+        batch = probe_batch(parts.val, parts.train)
     if batch is None:
         return
     inputs, target = to_device(batch[0], parts.device), to_device(batch[1], parts.device)

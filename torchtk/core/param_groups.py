@@ -13,6 +13,12 @@ only after all policies ran, so policies compose:
 * groups come in the order of their first parameter in ``model.named_parameters()``.
 
 Without any rule the optimizer gets one group, ``default``, of every trainable parameter.
+
+A rule may carry ``"lr_scale"`` instead of (or besides) ``"lr"``: a multiplier of the
+lr. Once the optimizer is built, :func:`apply_lr_scale` sets each such group's lr to
+its lr (the rule's ``"lr"``, else the optimizer's) times ``lr_scale``, once, before any
+scheduler reads it (``lr_scale`` stays in the group, for the record). Like every
+option, the later rule's ``lr_scale`` wins; scales are not multiplied together.
 This is mmengine's ``paramwise_cfg`` idea (options per parameter, then grouped),
 with the options given by the policies instead of config keys.
 """
@@ -78,6 +84,23 @@ def merge_groups(model: Any, rules: list[tuple[str, dict[str, Any]]]) -> list[di
         if seen[group["name"]] > 1:
             group["name"] = f"{group['name']}_{seen[group['name']]}"
     return list(groups.values())
+
+
+def apply_lr_scale(optimizer: Any) -> None:
+    """Each group with an ``"lr_scale"`` trains at its lr times that scale.
+
+    Called by the core right after the optimizer is built, before the schedulers (which
+    take the scaled lr as their ``initial_lr``). A group's lr at that point is the one its
+    rule gave, else the optimizer's default, so ``lr_scale`` is relative to either.
+    """
+    for index, group in enumerate(optimizer.param_groups):
+        scale = group.get("lr_scale")
+        if scale is None:
+            continue
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise UserInputError(f"param group {group.get('name') or index!r}: lr_scale must be a positive number, "
+                                 f"got {scale!r}")
+        group["lr"] = group["lr"] * scale
 
 
 def group_names(optimizer: Any) -> list[str]:

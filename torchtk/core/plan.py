@@ -7,6 +7,11 @@ gradient. Warmup, per-group multipliers, gradient accumulation and the epoch-to-
 conversion are all included, because the engine's own scheduler construction is used.
 Nothing is trained, no run directory is created, and the objects are private to the
 plan, so a real run's optimizer is never touched.
+
+Freeze policies that act during the run (``unfreeze_at``: a param group joins the
+optimizer at an epoch) get their ``on_fit_start`` and ``on_epoch_start`` calls here as in
+a run (they are bound to the plan's optimizer and schedulers by ``build_parts``), so the plan shows the group from its epoch on; before it, its lr and weight
+decay read 0 (its parameters are frozen) and ``Plan.joins`` says when it appeared.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Plan:
     updates: list[Update]
     schedulers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    joins: dict[str, int] = field(default_factory=dict)  # group name -> the epoch it joined the optimizer
 
     def lrs(self, group: int) -> list[float]:
         return [u.lr[group] for u in self.updates]
@@ -54,7 +60,7 @@ class Plan:
             "name": self.name, "epochs": self.run.epochs, "steps_per_epoch": self.run.steps_per_epoch,
             "batches_per_epoch": self.run.batches_per_epoch, "accumulate": self.run.accumulate,
             "total_updates": len(self.updates), "groups": self.groups, "schedulers": self.schedulers,
-            "notes": self.notes,
+            "notes": self.notes, "group_epochs": self.joins,
             "updates": [{"update": u.update, "epoch": u.epoch, "lr": u.lr, "weight_decay": u.weight_decay}
                         for u in self.updates],
         }
@@ -133,20 +139,41 @@ def compute_plan(spec: Any, overrides: list[str] | None = None, registry: Regist
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": nothing is trained here
         parts = build_parts(resolved, SingleProcess(torch.device("cpu")), upto="schedulers")
-        updates = _step_through(parts)
-    notes = []
+        said: list[str] = []
+        updates, joins = _step_through(parts, said)
+    notes = [line for line in said if line]
+    notes += [f"{name}: joins the optimizer at epoch {epoch}; its lr reads 0 before (frozen)"
+              for name, epoch in joins.items() if epoch > 1]
     if any(s.needs_metric for s in parts.schedulers):
         notes.append("reduce_on_plateau: assumes the monitored value improves every epoch, so the lr is "
                      "never reduced; in a run it drops by its factor after patience epochs without improvement")
     described = [{"name": ref.name, "label": _label(ref.name, ref.params), "interval": s.interval,
                   "needs_metric": s.needs_metric} for ref, s in zip(resolved.spec.scheduler, parts.schedulers)]
-    return Plan(resolved.spec.name, parts.info, parts.group_names, updates, described, notes)
+    return Plan(resolved.spec.name, parts.info, parts.group_names, updates, described, notes, joins)
 
 
-def _step_through(parts: Any) -> list[Update]:
-    """Every update's lr and weight decay, stepping the schedulers as a run does."""
+def _step_through(parts: Any, log: list[str]) -> tuple[list[Update], dict[str, int]]:
+    """Every update's lr and weight decay, stepping the schedulers as a run does, with
+    the epoch-start hooks of the policies that add param groups during the run.
+
+    Returns the updates (every one with a value per final group: 0 before a group
+    joined) and the epoch each group joined."""
+    from torchtk.core.param_groups import group_names
+    from torchtk.core.run_hooks import RunHooks
+    from torchtk.core.state import TrainState
+
     info, param_groups, updates = parts.info, parts.optimizer.param_groups, []
+    hooks = RunHooks(list(parts.callbacks.values()))  # only the policies with run hooks exist at this step
+    state = TrainState(model=parts.model, optimizer=parts.optimizer, run=info, device=parts.device, log=log.append)
+    joins = dict.fromkeys(group_names(parts.optimizer), 1)
+    if hooks.on_fit_start:
+        hooks.on_fit_start(state)
     for epoch in range(1, info.epochs + 1):
+        state.epoch = epoch
+        if hooks.on_epoch_start:
+            hooks.on_epoch_start(state)
+            for name in group_names(parts.optimizer):
+                joins.setdefault(name, epoch)
         for _ in range(info.steps_per_epoch):
             updates.append(Update(len(updates) + 1, epoch, [float(g["lr"]) for g in param_groups],
                                   [float(g.get("weight_decay", 0.0)) for g in param_groups]))
@@ -156,7 +183,11 @@ def _step_through(parts: Any) -> list[Update]:
         for scheduled in parts.schedulers:
             if scheduled.interval == "epoch":
                 scheduled.step({scheduled.monitor: _improving(scheduled.scheduler, epoch)})
-    return updates
+    width = len(param_groups)
+    for update in updates:  # groups that joined later: 0 before (frozen parameters do not train)
+        update.lr += [0.0] * (width - len(update.lr))
+        update.weight_decay += [0.0] * (width - len(update.weight_decay))
+    return updates, joins
 
 
 def _label(name: str, params: dict[str, Any]) -> str:
