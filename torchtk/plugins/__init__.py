@@ -15,6 +15,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "torchtk.plugins.optimizers",
     "torchtk.plugins.schedulers",
     "torchtk.plugins.freezing",
+    "torchtk.plugins.groups",
     "torchtk.plugins.init",
     "torchtk.plugins.precision",
     "torchtk.plugins.callbacks",
