@@ -354,6 +354,16 @@ def test_tk_plan_shows_the_group_from_its_epoch(small_spec, tk, spec_file, tmp_p
         " ".join(shown.stdout.split())
 
 
+def test_feature_extract_then_unfreeze_at_with_a_head_lr(small_spec):
+    spec = unfreeze_spec(small_spec, epochs=2, lr_factor=0.1)
+    spec["model"]["params"]["dropout"] = 0.0
+    spec["freeze"] = ["feature_extract", spec["freeze"][0],
+                      {"name": "layer_lr", "params": {"groups": [{"modules": ["4"], "lr": 0.05, "name": "head"}]}}]
+    lrs = lr_columns(torchtk.train(spec).history)
+    assert lrs[0] == {"lr": 0.05}  # only the head trains: no default group
+    assert lrs[1] == {"lr/head": pytest.approx(0.05 * 0.8), "lr/unfreeze_epoch2": pytest.approx(0.1 * 0.01 * 0.8)}
+
+
 def test_unfreeze_at_skips_parameters_that_train_already(small_spec):
     spec = unfreeze_spec(small_spec, epochs=2)
     spec["model"]["params"]["dropout"] = 0.0

@@ -431,10 +431,12 @@ class UnfreezeAtParams(Params):
 
     Each stage's modules are frozen when the run is built; at the start of the stage's
     epoch they become trainable and join the optimizer as a new param group (as
-    Lightning's BackboneFinetuning does). The group is the group ``default`` (the
-    parameters at the optimizer's lr; else the first group) scaled by ``lr_factor``
-    (default 0.1), or with the base lr ``lr``: it joins at the point the lr schedule
-    has reached, and every scheduler drives it from there as it drives ``default``.
+    Lightning's BackboneFinetuning does). Its lr is ``lr_factor`` (default 0.1) times
+    the lr of the group ``default`` (the parameters no other policy gave an lr: the
+    optimizer's lr, under its schedule), or its base lr is ``lr``: it joins at the
+    point the lr schedule has reached, and every scheduler drives it from there as it
+    drives ``default`` (without a ``default`` group: as it drives the first group,
+    with ``lr_factor`` relative to the optimizer's lr).
     ``tk plan`` shows the group appearing at its epoch, and a resumed run adds it again.
     BatchNorm layers of the stages follow ``bn`` for the whole run: with ``eval`` their
     running statistics stay fixed also after their weight and bias start training;
@@ -577,7 +579,9 @@ def add_group(optimizer: Any, tensors: list[Any], name: str, stage: Stage, sched
     """Make ``tensors`` trainable and add them to ``optimizer`` as the group ``name``.
 
     The group is the reference group (:func:`reference_group`) scaled by ``s``:
-    ``stage.lr_factor`` (default 0.1), or ``stage.lr`` over the reference's base lr.
+    ``stage.lr_factor`` (default 0.1; when there is no group ``default``, times the
+    optimizer's lr over the first group's base lr), or ``stage.lr`` over the
+    reference's base lr.
     Its base lr (``initial_lr``) is ``s`` times the reference's, its lr now ``s`` times
     the reference's lr now (the point the schedule has reached), and every scheduler's
     per-group entries grow by the reference's entry times ``s`` (functions and
@@ -588,10 +592,13 @@ def add_group(optimizer: Any, tensors: list[Any], name: str, stage: Stage, sched
     ref_index = reference_group(optimizer)
     ref = optimizer.param_groups[ref_index]
     ref_base = float(ref.get("initial_lr", ref["lr"]))
+    factor = stage.lr_factor if stage.lr_factor is not None else 0.1
     if stage.lr is not None:
         scale = stage.lr / ref_base if ref_base > 0 else 1.0
-    else:
-        scale = stage.lr_factor if stage.lr_factor is not None else 0.1
+    elif ref.get("name") == DEFAULT_GROUP or ref_base <= 0:
+        scale = factor
+    else:  # no default group (every trainable parameter has a rule): a factor of the optimizer's lr
+        scale = factor * float(optimizer.defaults["lr"]) / ref_base
     group: dict[str, Any] = {"params": tensors, "name": name, "lr": float(ref["lr"]) * scale,
                              "initial_lr": ref_base * scale}
     if stage.weight_decay is not None:
