@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo finetune test bench clean
 
 $(BIN)/tk: pyproject.toml contrib/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ install: $(BIN)/tk
 demo: install  ## install, then train the bundled rings example
 	$(BIN)/tk train rings
 
+finetune: install  ## the fine-tuning example: write PNGs, train task A, fine-tune on task B from its best.pt
+	$(BIN)/python examples/finetune/make_images.py finetune-data
+	$(BIN)/tk train examples/finetune/stage1.json --json > finetune-stage1.json
+	$(BIN)/tk train examples/finetune/stage2.json --set model.params.weights=$$($(BIN)/python -c \
+	  "import json; print(json.load(open('finetune-stage1.json'))['run_dir'])")/checkpoints/best.pt
+
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
@@ -24,4 +30,4 @@ bench: install  ## performance targets, as ratios against references measured in
 	$(BIN)/python benchmarks/checkpoint_memory.py
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) runs finetune-data finetune-stage1.json *.egg-info

@@ -302,7 +302,7 @@ def test_unfreeze_at_adds_its_parameters_at_its_epoch_with_its_lr(small_spec):
     assert torch.equal(last_checkpoint(first)["model"]["0.weight"], before["0.weight"])  # frozen in epoch 1
     result = torchtk.train(spec)
     lrs = lr_columns(result.history)
-    assert lrs[0] == {"lr": 0.01}
+    assert lrs[0] == {"lr/default": 0.01}  # a group joins later: per-group columns from the first epoch
     assert lrs[1] == {"lr/default": pytest.approx(0.008), "lr/unfreeze_epoch2": pytest.approx(0.004)}
     assert lrs[2] == {"lr/default": pytest.approx(0.0064), "lr/unfreeze_epoch2": pytest.approx(0.0032)}
     checkpoint = last_checkpoint(result)
@@ -360,7 +360,7 @@ def test_feature_extract_then_unfreeze_at_with_a_head_lr(small_spec):
     spec["freeze"] = ["feature_extract", spec["freeze"][0],
                       {"name": "layer_lr", "params": {"groups": [{"modules": ["4"], "lr": 0.05, "name": "head"}]}}]
     lrs = lr_columns(torchtk.train(spec).history)
-    assert lrs[0] == {"lr": 0.05}  # only the head trains: no default group
+    assert lrs[0] == {"lr/head": 0.05}  # only the head trains: no default group
     assert lrs[1] == {"lr/head": pytest.approx(0.05 * 0.8), "lr/unfreeze_epoch2": pytest.approx(0.1 * 0.01 * 0.8)}
 
 

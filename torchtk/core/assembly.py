@@ -147,6 +147,14 @@ class Parts:
     def group_names(self) -> list[str]:
         return group_names(self.optimizer)
 
+    @property
+    def per_group_lrs(self) -> bool:
+        """Whether the lr is logged per group (``lr/<name>``) from the first epoch on: yes
+        unless the run has the one group ``default`` and no policy that adds groups later,
+        so ``history.csv`` never changes its columns mid-run."""
+        names = self.group_names
+        policies_with_hooks = any(key.startswith("freeze[") for key in self.callbacks)
+        return names != ["default"] or policies_with_hooks
     def logged_names(self) -> list[str]:
         names = ["train_loss"]
         if self.val is not None:
@@ -191,7 +199,11 @@ def _transforms(resolved: ResolvedSpec, split: str) -> Chain | None:
 def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     spec = parts.spec
     dataset = build(resolved, "data")
-    parts.report("data", dataset)
+    from torchtk.core.state import Splits
+
+    for where, part in ((("data.train", dataset.train), ("data.val", dataset.val)) if isinstance(dataset, Splits)
+                        else (("data", dataset),)):
+        parts.report(where, part)
     parts.classes = class_names(dataset)
     transforms = (_transforms(resolved, "train"), _transforms(resolved, "val"))
     with input_errors("data: splitting and batching the dataset failed"):

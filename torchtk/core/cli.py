@@ -123,7 +123,7 @@ def show(
         console.print(f"{key}: {value}")
     if info["description"]:
         console.print()
-        console.print(info["description"], markup=False)
+        console.print(reflow(info["description"]), markup=False)
     console.print()
     if not info["params"]:
         console.print("params: none")
@@ -136,6 +136,17 @@ def show(
         if p["description"]:
             console.print(Padding(Text(p["description"]), (0, 0, 0, 6)))
     return None
+
+
+def reflow(text: str) -> str:
+    """Docstring paragraphs as flowing text, so the terminal wraps them cleanly; indented
+    lines and bullet lists keep their line breaks."""
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.splitlines()
+        plain = all(line[:1] not in (" ", "\t") and not line.startswith(("- ", "* ")) for line in lines)
+        paragraphs.append(" ".join(line.strip() for line in lines) if plain else paragraph)
+    return "\n\n".join(paragraphs)
 
 
 @app.command("plugins")

@@ -144,7 +144,7 @@ class Run:
         as ``lr`` (one group) or ``lr/<group name>``. Per-update schedulers have already
         stepped past it when the epoch ends, so the stepper took it before that step."""
         snapshot, self.state.last_update_lrs = self.state.last_update_lrs, None
-        return snapshot if snapshot is not None else current_lrs(self.parts.optimizer)
+        return snapshot if snapshot is not None else current_lrs(self.parts.optimizer, self.parts.per_group_lrs)
 
     def end_epoch(self, row: dict[str, float]) -> None:
         """Track the best epoch, write the checkpoints, history, metrics and log line."""

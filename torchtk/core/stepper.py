@@ -17,12 +17,13 @@ from torchtk.core.distributed import Placement
 from torchtk.core.state import TrainState
 
 
-def current_lrs(optimizer: Any) -> dict[str, float]:
-    """``{"lr": ...}`` for one param group, else ``{"lr/<group name>": ...}`` per group."""
+def current_lrs(optimizer: Any, per_group: bool = False) -> dict[str, float]:
+    """``{"lr": ...}`` for one param group, else (or with ``per_group``)
+    ``{"lr/<group name>": ...}`` per group."""
     from torchtk.core.param_groups import group_names
 
     groups = optimizer.param_groups
-    if len(groups) == 1:
+    if len(groups) == 1 and not per_group:
         return {"lr": float(groups[0]["lr"])}
     return {f"lr/{name}": float(group["lr"]) for name, group in zip(group_names(optimizer), groups)}
 
@@ -41,6 +42,7 @@ class Stepper:
         self.last_window_start = self.batches - self.last_window
         self.step_schedulers = [s.scheduler for s in parts.schedulers if s.interval == "step"]
         self.on_step, self.on_step_end = parts.hooks.on_step, parts.hooks.on_step_end
+        self.per_group_lrs = parts.per_group_lrs
 
     def backward(self, loss: Any, index: int) -> None:
         """Backward of batch ``index``'s loss, scaled for accumulation and fp16."""
@@ -86,7 +88,7 @@ class Stepper:
             state.step += 1
             if self.step_schedulers:
                 if index + 1 == self.batches:
-                    state.last_update_lrs = current_lrs(optimizer)
+                    state.last_update_lrs = current_lrs(optimizer, self.per_group_lrs)
                 for scheduler in self.step_schedulers:
                     scheduler.step()
         optimizer.zero_grad(set_to_none=True)

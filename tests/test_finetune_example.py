@@ -1,0 +1,34 @@
+"""The headline example end to end: PNG files written by the example, stage 1 on task A,
+stage 2 fine-tuned on task B from stage 1's best.pt (new head, init, feature extraction,
+per-layer lr, gradual unfreezing), better than the same network trained from scratch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torchtk
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "torchtk" / "examples" / "finetune"
+
+
+def test_the_two_stage_example_transfers_what_stage_1_learned(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the specs name finetune-data/ and runs/ relative to the working directory
+    spec = importlib.util.spec_from_file_location("make_images", EXAMPLE / "make_images.py")
+    make_images = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_images)
+    assert make_images.write(Path("finetune-data")) == {"task-a": 1080, "task-b": 450}
+    stage1 = torchtk.train(str(EXAMPLE / "stage1.json"))
+    assert stage1.best["val_accuracy"] >= 0.9
+    weights = f"model.params.weights={stage1.run_dir / 'checkpoints' / 'best.pt'}"
+    stage2 = torchtk.train(str(EXAMPLE / "stage2.json"), overrides=[weights])
+    log = (stage2.run_dir / "train.log").read_text()
+    assert "fc2.weight, fc2.bias newly initialised" in log and "'fc1' joins the optimizer" in log
+    assert set(stage2.history[-1]) >= {"lr/head", "lr/fc1", "lr/convs"} and "lr/fc1" not in stage2.history[0]
+    assert json.loads((stage2.run_dir / "metrics.json").read_text())["classes"] == [
+        "cross", "diamond", "hbar", "ring", "vbar"]
+    scratch = torchtk.train(str(EXAMPLE / "stage2.json"),
+                            overrides=["model.params.weights=null", "freeze=[]", "init=[]"])
+    assert stage2.best["val_accuracy"] >= 0.85
+    assert stage2.best["val_accuracy"] > scratch.best["val_accuracy"] + 0.05
