@@ -410,3 +410,24 @@ def test_the_schedulers_drive_a_joined_group_like_the_default_group(small_spec, 
     assert ratios == {0.25}
     history = torchtk.train(spec).history
     assert all(row["lr/unfreeze_epoch2"] == pytest.approx(0.25 * row["lr/default"]) for row in history[1:])
+
+
+def test_resnet18_by_name_with_a_new_head_and_feature_extract(small_spec):
+    """The issue's case as a user writes it: resnet18, num_classes 4, feature_extract."""
+    spec = copy.deepcopy(small_spec)
+    spec.update(model={"name": "resnet18", "params": {"num_classes": 4}}, freeze=["feature_extract"],
+                loss="cross_entropy", metrics=["accuracy"], callbacks=[], scheduler=[])
+    spec["data"] = {"name": "fake_images", "params": {"n_samples": 24, "image_size": [3, 32, 32], "num_classes": 4},
+                    "batch_size": 8, "val_split": 0.25}
+    spec["trainer"]["epochs"] = 1
+    before = initial_state(spec)
+    result = torchtk.train(spec)
+    after = last_checkpoint(result)
+    (group,) = after["optimizer"]["param_groups"]
+    assert len(group["params"]) == 2 and group["name"] == "default"  # fc.weight and fc.bias only
+    for key, tensor in before.items():
+        if key.startswith("fc."):
+            assert not torch.equal(tensor, after["model"][key]), key
+        else:  # every backbone tensor and every BatchNorm running statistic
+            assert torch.equal(tensor, after["model"][key]), key
+    assert "feature_extract trains 'fc' (module): 2 tensors, 2,052 numbers" in (result.run_dir / "train.log").read_text()
