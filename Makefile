@@ -28,6 +28,7 @@ bench: install  ## performance targets, as ratios against references measured in
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/checkpoint_memory.py
+	$(BIN)/python benchmarks/image_loading.py
 
 clean:
 	rm -rf $(VENV) runs finetune-data finetune-stage1.json *.egg-info
