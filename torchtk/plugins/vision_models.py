@@ -139,18 +139,38 @@ def _under(key: str, prefixes) -> bool:
 
 
 def build_vision_model(name: str, params: VisionModelParams):
+    """The architecture, its weights loaded (original head first), then head and stem adapted."""
     import warnings
 
     from torchvision import models
 
-    from torchtk.core.errors import UserInputError
-    from torchtk.plugins._heads import adapt_input_conv, find_head, find_input_conv, get_submodule, head_classes, \
-        replace_head
-    from torchtk.plugins._weights import add_report, cached_torchvision_weights, is_weights_name, load_state, \
-        read_state_dict
+    from torchtk.plugins._weights import add_report
 
     entry = MODELS[name]
-    has_aux = entry.family in AUX_FAMILIES
+    kwargs = _architecture_kwargs(name, entry, params)
+    builder = models.get_model_builder(name)
+    if params.weights is None:
+        return _random_model(name, entry, params, builder, kwargs)
+    notes: list[str] = []
+    state, source, optional = _read_weights(name, entry, params, kwargs, notes)
+    if entry.family in AUX_FAMILIES:
+        kwargs.update(aux_logits=True, init_weights=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = builder(weights=None, **kwargs)
+    if entry.family == "densenet":
+        state = _densenet_keys(state)
+    if entry.family in AUX_FAMILIES:
+        state = _fit_aux_heads(model, entry, params, state, optional, notes)
+    _load_and_adapt(model, params, state, source, optional, notes)
+    add_report(model, *notes)
+    return model
+
+
+def _architecture_kwargs(name: str, entry, params: VisionModelParams) -> dict:
+    """Builder arguments the params ask for (dropout), with the input errors they can raise."""
+    from torchtk.core.errors import UserInputError
+
     kwargs: dict = {}
     if params.dropout is not None:
         if not entry.dropout:
@@ -158,66 +178,82 @@ def build_vision_model(name: str, params: VisionModelParams):
             raise UserInputError(f"model.params.dropout: {name} takes no dropout argument; the families that do: "
                                  f"{', '.join(takes)}")
         kwargs["dropout"] = params.dropout
-    if params.aux_logits and not has_aux:
+    if params.aux_logits and entry.family not in AUX_FAMILIES:
         raise UserInputError(f"model.params.aux_logits: {name} has no auxiliary heads (only googlenet and "
                              f"inception_v3 have them)")
-    builder = models.get_model_builder(name)
-    notes: list[str] = []
+    return kwargs
 
-    if params.weights is None:
-        if has_aux:
-            kwargs.update(aux_logits=params.aux_logits, init_weights=True)
-        if params.num_classes is not None:
-            kwargs["num_classes"] = params.num_classes
-        model = builder(weights=None, **kwargs)
-        if params.in_channels != 3:
-            notes.append(adapt_input_conv(model, params.in_channels))
-        _grey_input(model, params.in_channels, notes)
-        add_report(model, f"weights: none ({name} randomly initialised)", *notes)
-        return model
+
+def _random_model(name: str, entry, params: VisionModelParams, builder, kwargs: dict):
+    from torchtk.plugins._heads import adapt_input_conv
+    from torchtk.plugins._weights import add_report
+
+    notes: list[str] = []
+    if entry.family in AUX_FAMILIES:
+        kwargs.update(aux_logits=params.aux_logits, init_weights=True)
+    if params.num_classes is not None:
+        kwargs["num_classes"] = params.num_classes
+    model = builder(weights=None, **kwargs)
+    if params.in_channels != 3:
+        notes.append(adapt_input_conv(model, params.in_channels))
+    _grey_input(model, params.in_channels, notes)
+    add_report(model, f"weights: none ({name} randomly initialised)", *notes)
+    return model
+
+
+def _read_weights(name: str, entry, params: VisionModelParams, kwargs: dict, notes: list[str]):
+    """The state dict of ``params.weights``, where it came from, and the modules it may lack;
+    a torchvision weights name also sets the builder arguments its file was made with."""
+    from torchtk.plugins._weights import cached_torchvision_weights, is_weights_name, read_state_dict
 
     optional: list[str] = []  # module names the file may lack (kept as initialised)
-    if is_weights_name(params.weights):
-        member, path = cached_torchvision_weights(name, params.weights)
-        state, _ = read_state_dict(path)
-        source = f"torchvision {member.name} ({path})"
-        if member.meta.get("categories"):
-            kwargs["num_classes"] = len(member.meta["categories"])
-        else:  # vgg16 IMAGENET1K_FEATURES: only `features` holds trained values
-            state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-            optional.append("classifier")
-            notes.append(f"weights: {member.name} has no trained classifier; classifier newly initialised")
-        if has_aux:
-            kwargs["transform_input"] = True  # what torchvision does for its weights
-        if entry.family == "vision_transformer":
-            kwargs["image_size"] = member.meta["min_size"][0]
-        if entry.family == "maxvit":
-            kwargs["input_size"] = member.meta["min_size"]
-    else:
+    if not is_weights_name(params.weights):
         state, kind = read_state_dict(params.weights)
-        source = f"{params.weights} ({kind})"
-    if has_aux:
-        kwargs.update(aux_logits=True, init_weights=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = builder(weights=None, **kwargs)
-    if entry.family == "densenet":
-        state = _densenet_keys(state)
+        return state, f"{params.weights} ({kind})", optional
+    member, path = cached_torchvision_weights(name, params.weights)
+    state, _ = read_state_dict(path)
+    if member.meta.get("categories"):
+        kwargs["num_classes"] = len(member.meta["categories"])
+    else:  # vgg16 IMAGENET1K_FEATURES: only `features` holds trained values
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        optional.append("classifier")
+        notes.append(f"weights: {member.name} has no trained classifier; classifier newly initialised")
+    if entry.family in AUX_FAMILIES:
+        kwargs["transform_input"] = True  # what torchvision does for its weights
+    if entry.family == "vision_transformer":
+        kwargs["image_size"] = member.meta["min_size"][0]
+    if entry.family == "maxvit":
+        kwargs["input_size"] = member.meta["min_size"]
+    return state, f"torchvision {member.name} ({path})", optional
 
-    if has_aux:
-        aux = _aux_children(model)
-        in_file = [k for k in state if _under(k, aux)]
-        if not params.aux_logits:
-            _drop_aux(model)
-            state = {k: v for k, v in state.items() if not _under(k, aux)}
-            if in_file:
-                notes.append(f"weights: {len(in_file)} tensors of the auxiliary heads ({', '.join(aux)}) not used "
-                             f"(aux_logits is false)")
-        elif not in_file:
-            optional += aux
-            notes.append(f"weights: the file has no auxiliary heads; {', '.join(aux)} newly initialised")
-        elif entry.family == "googlenet" and is_weights_name(params.weights):
-            notes.append("weights: torchvision's googlenet auxiliary heads are not pretrained; train them")
+
+def _fit_aux_heads(model, entry, params: VisionModelParams, state: dict, optional: list[str],
+                   notes: list[str]) -> dict:
+    """GoogLeNet's and Inception's auxiliary heads: dropped unless ``aux_logits``, fresh if the file lacks them."""
+    from torchtk.plugins._weights import is_weights_name
+
+    aux = _aux_children(model)
+    in_file = [k for k in state if _under(k, aux)]
+    if not params.aux_logits:
+        _drop_aux(model)
+        if in_file:
+            notes.append(f"weights: {len(in_file)} tensors of the auxiliary heads ({', '.join(aux)}) not used "
+                         f"(aux_logits is false)")
+        return {k: v for k, v in state.items() if not _under(k, aux)}
+    if not in_file:
+        optional += aux
+        notes.append(f"weights: the file has no auxiliary heads; {', '.join(aux)} newly initialised")
+    elif entry.family == "googlenet" and is_weights_name(params.weights):
+        notes.append("weights: torchvision's googlenet auxiliary heads are not pretrained; train them")
+    return state
+
+
+def _load_and_adapt(model, params: VisionModelParams, state: dict, source: str, optional: list[str],
+                    notes: list[str]) -> None:
+    """Size the head, load the weights (a head of another size stays fresh), adapt the stem."""
+    from torchtk.plugins._heads import adapt_input_conv, find_head, find_input_conv, get_submodule, head_classes, \
+        replace_head
+    from torchtk.plugins._weights import load_state
 
     heads = find_head(model)
     stem = find_input_conv(model)
@@ -240,8 +276,6 @@ def build_vision_model(name: str, params: VisionModelParams):
     if get_submodule(model, stem).in_channels != params.in_channels:
         notes.append(adapt_input_conv(model, params.in_channels, stem))
     _grey_input(model, params.in_channels, notes)
-    add_report(model, *notes)
-    return model
 
 
 def _grey_input(model, in_channels: int, notes: list[str]) -> None:
