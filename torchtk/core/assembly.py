@@ -377,3 +377,87 @@ def build_schedulers(resolved: ResolvedSpec, optimizer: Any, info: RunInfo) -> l
                                  "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
         scheduled.append(Scheduled(scheduler, interval, needs_metric, ref.monitor))
     return scheduled
+
+
+# -- the checks that need no data (tk validate) --------------------------------------------------
+
+
+def _metric_needed(entry: Any) -> bool:
+    """Whether a scheduler entry steps on a logged value: its catalog says so, or a scheduler
+    it hands over to does (``warmup`` with ``then: reduce_on_plateau``), as the built one would."""
+    if entry.component is not None and entry.component.extras.get("needs_metric"):
+        return True
+    params = entry.params
+    for name in type(params).model_fields if params is not None else ():
+        nested = getattr(getattr(params, name, None), "component", None)
+        if nested is not None and getattr(nested, "extras", {}).get("needs_metric"):
+            return True
+    return False
+
+
+def monitored_names(resolved: ResolvedSpec) -> list[tuple[str, str]]:
+    """``(spec path, logged name)`` for every name the spec monitors, read from the spec
+    alone: the trainer's monitor, the monitor of each scheduler that needs a metric, and
+    the ``monitor`` param of callbacks (and freeze policies)."""
+    wanted = [("trainer.monitor", resolved.spec.trainer.monitor)]
+    for index, entry in enumerate(resolved.slot("scheduler")):
+        if _metric_needed(entry):
+            wanted.append((f"scheduler[{index}].monitor", entry.ref.monitor))
+    for field_name in ("freeze", "callbacks"):
+        for entry in resolved.slot(field_name):
+            monitor = entry.ref.params.get("monitor")
+            if isinstance(monitor, str):
+                wanted.append((f"{entry.path}.params.monitor", monitor))
+    return wanted
+
+
+def spec_logged_names(resolved: ResolvedSpec, validation: bool) -> list[str]:
+    """What :meth:`Parts.logged_names` gives for this spec, with or without a validation split."""
+    names = ["train_loss"]
+    if validation:
+        metrics = unique_keys([e.ref.name.split("::")[-1] for e in resolved.slot("metrics")])
+        names += ["val_loss", *(f"val_{m}" for m in metrics)]
+    return names
+
+
+def _own_validation_split(resolved: ResolvedSpec) -> bool:
+    """With ``data.val_split: 0``, whether the dataset brings a non-empty validation split
+    of its own (:class:`~torchtk.core.state.Splits`): only building it tells."""
+    import torch
+
+    from torchtk.core.state import Splits
+
+    with torch.random.fork_rng(devices=[]):
+        dataset = build(resolved, "data")
+    return isinstance(dataset, Splits) and dataset.val is not None and len(dataset.val) > 0
+
+
+def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> None:
+    """The checks of :func:`build_parts` that need no batches, no model and no training,
+    with the same messages: every monitored name is logged by this run (``checks``), and
+    no scheduler that needs a metric steps per update (``schedulers``). ``tk validate``
+    runs them, so a spec it calls valid is not rejected by ``tk train`` for these reasons.
+
+    Whether the run validates is read from ``data.val_split`` where it can be: above 0,
+    the run is taken to have ``val_loss`` and ``val_<metric>`` (a dataset too small to
+    hold out one sample, or one whose own splits have no validation part, is only found
+    by ``tk train``). At 0, the run validates only if the dataset brings its own splits,
+    which only building it tells; it is built then (``build_dataset``), and only when a
+    monitored name needs validation: generated data and local files, nothing trained.
+    """
+    for index, entry in enumerate(resolved.slot("scheduler")):
+        ref = entry.ref
+        interval = ref.interval or (entry.component.extras.get("interval", "epoch") if entry.component else "epoch")
+        if interval == "step" and _metric_needed(entry):
+            raise UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists "
+                                 "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
+    wanted = monitored_names(resolved)
+    validation = resolved.spec.data.val_split > 0
+    if not validation and any(name not in spec_logged_names(resolved, False) for _, name in wanted):
+        if not build_dataset:
+            return
+        validation = _own_validation_split(resolved)
+    available = spec_logged_names(resolved, validation)
+    for where, name in wanted:
+        if name not in available:
+            raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")

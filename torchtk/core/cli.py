@@ -180,11 +180,16 @@ def validate(
     spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
     overrides: Optional[List[str]] = SET_OPTION,
 ) -> None:
-    """Validate a spec and print it resolved (canonical names, all params); train nothing."""
-    from torchtk.core.spec import load_spec
+    """Validate a spec and print it resolved (canonical names, all params); train nothing.
 
-    resolved = load_spec(spec, overrides=overrides)
-    _print_json(resolved.model_dump(mode="json"))
+    Runs every check of tk train that needs no data (monitored names are logged, a
+    scheduler that needs a metric steps per epoch); see assembly.check_without_data."""
+    from torchtk.core.assembly import check_without_data
+    from torchtk.core.spec import load_resolved
+
+    resolved = load_resolved(spec, overrides=overrides)
+    check_without_data(resolved)
+    _print_json(resolved.spec.model_dump(mode="json"))
     print(f"{spec}: valid", file=sys.stderr)
 
 

@@ -32,7 +32,7 @@ import math
 import operator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
-from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, create_model, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from torchtk import Component, Params, TorchtkError, hookimpl
@@ -238,7 +238,16 @@ class MultiplicativeParams(LambdaParams):
     lr_lambda is an arithmetic expression in epoch such as "0.95" or
     "max(0.9, 1 - epoch / 100)", or the name of a function-style scheduler. A list
     gives one per param group.
+
+    The factors compound: after n steps the lr is the initial lr times the product of
+    lr_lambda(1) ... lr_lambda(n), so "0.95" decays like exponential with gamma 0.95.
     """
+
+    lr_lambda: Union[str, list[str]] = Field(
+        description="Factor the current lr is multiplied by at each step, so the factors compound: an expression "
+                    "in epoch (e.g. \"0.95\") or the name of a function-style scheduler; a list gives one per "
+                    "param group.",
+        min_length=1)
 
 
 # -- step_decay: the classic custom scheduler, written as a function ------------------------------
@@ -530,7 +539,20 @@ def torch_params(name: str) -> type[Params]:
     from torchtk.plugins._torch_params import params_for
 
     cls_name, fields = _TORCH_FIELDS[name]
-    return params_for(getattr(lr_scheduler, cls_name), fields)
+    model = params_for(getattr(lr_scheduler, cls_name), fields)
+    if name == "multi_step":
+        model = create_model(model.__name__, __base__=model,
+                             __validators__={"_increasing": field_validator("milestones")(_increasing_milestones)})
+        model.__doc__ = model.__base__.__doc__
+    return model
+
+
+def _increasing_milestones(cls: Any, value: list[int]) -> list[int]:
+    """multi_step's milestones must be strictly increasing, as torch's MultiStepLR documents
+    (torch itself would silently count a repeated milestone twice and sort the others)."""
+    if any(b <= a for a, b in zip(value, value[1:])):
+        raise ValueError("milestones must be strictly increasing, e.g. [30, 80]")
+    return value
 
 
 def _params_source(name: str) -> Any:

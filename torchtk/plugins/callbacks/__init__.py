@@ -1,0 +1,83 @@
+"""Step and epoch callbacks: gradient clipping, NaN guard, early stopping (with the best
+weights restored), EMA of the weights, a checkpoint policy and a per-update step log.
+
+Each is an ordinary component: a params model declared here (cheap, no torch), and an
+object built by ``make_callback`` whose ``@torchtk.hookimpl`` methods are run hooks.
+The implementations live in the sibling modules and import torch only when built.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from torchtk import Component, Params, hookimpl
+
+
+class GradClipParams(Params):
+    """Clip the gradients before every optimizer update (after fp16 unscaling), by their
+    total norm (``max_norm``) or element-wise by value (``clip_value``): give exactly one.
+    With ``log_norm``, the total gradient norm before clipping is logged as the
+    ``grad_norm`` column of the epoch row: the mean over the epoch's updates whose norm
+    was finite (read once per epoch). The norm of each update is shared with later
+    callbacks as ``state.grad_norm`` either way (``step_log`` writes it)."""
+
+    max_norm: float | None = Field(None, gt=0, description="Largest allowed total gradient norm (clip by norm).")
+    clip_value: float | None = Field(None, gt=0, description="Clamp every gradient element to [-v, v] (clip by value).")
+    norm_type: float = Field(2.0, gt=0, description="Order of the norm (2 = Euclidean; use a large value for max-norm).")
+    log_norm: bool = Field(False, description="Add the epoch's mean total gradient norm as a grad_norm column.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "GradClipParams":
+        if (self.max_norm is None) == (self.clip_value is None):
+            raise ValueError("give exactly one of max_norm (clip by norm) or clip_value (clip by value)")
+        return self
+
+
+class NanGuardParams(Params):
+    """Check the loss and the gradients of every optimizer update for inf/NaN (in
+    ``on_step``, one host sync per update), and skip that update or stop the run with a
+    message naming the epoch and step. A skipped update does not step the scheduler.
+    Note: a non-finite loss still enters the epoch's mean train_loss, which the engine
+    rejects at the epoch's end; ``skip`` is for non-finite gradients with finite losses
+    (fp32/bf16 spikes), ``stop`` ends the run at the first one, keeping the last checkpoint."""
+
+    mode: Literal["skip", "stop"] = Field("skip", description="skip the update, or stop the run (exit 1).")
+
+
+class EarlyStoppingParams(Params):
+    """Stop training when a monitored value has not improved for ``patience`` epochs;
+    with ``restore_best``, load the best weights (``checkpoints/best.pt``, kept by
+    ``trainer.monitor``) back into the model at the end."""
+
+    monitor: str = Field("val_loss", description="Logged value to watch, e.g. val_loss or val_accuracy.")
+    patience: int = Field(3, ge=1, description="Epochs without improvement before stopping.")
+    mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) is better.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    restore_best: bool = Field(False, description="At the end, load checkpoints/best.pt's weights into the model.")
+
+
+_IMPLEMENTATIONS = {
+    "grad_clip": "torchtk.plugins.callbacks.clipping:GradClip",
+    "nan_guard": "torchtk.plugins.callbacks.nan_guard:NanGuard",
+    "early_stopping": "torchtk.plugins.callbacks.early_stopping:EarlyStopping",
+}
+
+
+@hookimpl
+def register_components(register):
+    register(Component("callback", "grad_clip", "Clip gradients by total norm or by value; log grad_norm.",
+                       params=GradClipParams, aliases=("gradient_clipping",)))
+    register(Component("callback", "nan_guard", "Skip or stop on a non-finite loss or gradient.",
+                       params=NanGuardParams))
+    register(Component("callback", "early_stopping", "Stop when a monitored value stops improving.",
+                       params=EarlyStoppingParams))
+
+
+@hookimpl
+def make_callback(name, params):
+    import importlib
+
+    module, attr = _IMPLEMENTATIONS[name].split(":")
+    return getattr(importlib.import_module(module), attr)(params)
