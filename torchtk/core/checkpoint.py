@@ -56,6 +56,7 @@ class CheckpointService:
 
     def __init__(self, parts: Parts, state: TrainState, run_dir: RunDir, placement: Placement) -> None:
         self.parts, self.state, self.run_dir, self.placement = parts, state, run_dir, placement
+        self.source: str | None = None  # the spec as the user named it (file or example), for the resume hint
 
     @property
     def directory(self) -> Path:
@@ -96,8 +97,11 @@ class CheckpointService:
         """What to tell a user whose run stopped: where to resume from."""
         if not (self.directory / "last.pt").exists():
             return "No checkpoint was written yet."
+        import shlex
+
+        spec = self.source if self.source is not None else str(self.run_dir.path / "spec.json")
         return (f"Last good checkpoint: {self.directory / 'last.pt'}; continue with: "
-                f"tk train SPEC --resume {self.run_dir.path}")
+                f"tk train {shlex.quote(spec)} --resume {shlex.quote(str(self.run_dir.path))}")
 
     # -- reading ---------------------------------------------------------------------------
 

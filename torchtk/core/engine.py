@@ -62,7 +62,8 @@ class Run:
         self.run_dir = RunDir(run_dir or new_run_dir(self.spec.trainer.output_dir, self.spec.name))
         self.state = TrainState(model=parts.model, optimizer=parts.optimizer, run=parts.info, device=parts.device,
                                 scaler=parts.precision.scaler, run_dir=self.run_dir.path, log=self._log,
-                                is_main=self.placement.is_main)
+                                is_main=self.placement.is_main,
+                                log_every_n_steps=self.spec.trainer.log_every_n_steps)
         self.checkpoints = self.state.checkpoints = CheckpointService(parts, self.state, self.run_dir, self.placement)
         self.epoch_seconds: list[float] = []
 
@@ -100,6 +101,8 @@ class Run:
                     break
             if hooks.on_fit_end:
                 hooks.on_fit_end(state)
+            if state.should_stop and state.history:
+                self._log(f"stopped early at epoch {state.history[-1]['epoch']}")
         finally:
             self.reporter.finish()
         if self.placement.is_main:
@@ -111,6 +114,8 @@ class Run:
         """Train one epoch, validate, step the per-epoch schedulers; returns the epoch's row."""
         parts, state, hooks = self.parts, self.state, self.parts.hooks
         state.epoch = epoch
+        if state.epoch_values:
+            state.epoch_values.clear()
         started = time.perf_counter()
         self.reporter.epoch_start(epoch)
         if hooks.on_epoch_start:
@@ -118,6 +123,8 @@ class Run:
         row: dict[str, float] = {"epoch": epoch}
         row.update(train_epoch(parts, state, self.stepper, self.placement, self.reporter,
                                self.spec.trainer.log_every_n_steps))
+        if state.epoch_values:  # columns callbacks add (grad_norm): one host read per epoch
+            row.update({key: float(value) for key, value in state.epoch_values.items()})
         if parts.val is not None:
             if hooks.on_validation_start:
                 hooks.on_validation_start(state)
@@ -162,8 +169,12 @@ class Run:
             if self.parts.classes is not None:
                 summary["classes"] = self.parts.classes
             self.run_dir.write_metrics(summary)
-            self.run_dir.log("epoch " + " ".join(f"{k}={v!r}" for k, v in row.items()))
+            self.run_dir.log(f"epoch {row['epoch']} " + " ".join(f"{k}={v!r}" for k, v in row.items() if k != "epoch"))
         self.reporter.epoch_end(row)
+        if state.epoch_notes:  # what callbacks decided about this epoch, after its row
+            for note in state.epoch_notes:
+                self._log(note)
+            state.epoch_notes.clear()
 
     def result(self) -> RunResult:
         history = self.state.history
@@ -212,6 +223,8 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
             run = Run(resolved, registry, reporter or Reporter(), resume_dir)
         except KeyboardInterrupt:
             raise RunInterrupted("interrupted while building the run; nothing was written") from None
+        # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
+        run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides else None
         try:
             start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
             return run.fit(start)

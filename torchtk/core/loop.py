@@ -87,11 +87,11 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
                 loss, values = loss_fn(output, target)
         meter.add(loss, values, batch_size(target))
         backward(loss, index)
-        if at_boundary(index):
-            update(state, index, loss)
-        if (index + 1) % log_every == 0:
+        if (index + 1) % log_every == 0:  # before the update, so its hooks (step_log) see this batch's loss
             state.logged_loss = loss.item()  # the one host sync per log interval, shared with loggers
             reporter.progress(index + 1, state.logged_loss)
+        if at_boundary(index):
+            update(state, index, loss)
     if loss is not None:
         state.logged_loss = float(loss.detach())
         reporter.progress(parts.info.batches_per_epoch, state.logged_loss)

@@ -55,7 +55,9 @@ class TrainState:
     """The live state of a run, passed to every run hook.
 
     Callbacks read it and may set ``skip_step`` (in ``on_step``) or ``should_stop``
-    (in ``on_epoch_end``). ``loss`` is the current step's loss tensor; reading its
+    (in ``on_epoch_end``), add columns to the epoch's row (``epoch_values``, read once per
+    epoch, so a callback may keep device tensors there), messages shown after the
+    epoch's row (``epoch_notes``), and share the update's gradient norm (``grad_norm``). ``loss`` is the current step's loss tensor; reading its
     value with ``.item()`` synchronises with the device, so do it sparingly:
     ``logged_loss`` is the value read at the last logging interval, free to reuse.
 
@@ -86,6 +88,12 @@ class TrainState:
     run_dir: Any = None
     checkpoints: Any = None  # the run's CheckpointService: ``state.checkpoints.save("epoch3.pt")``
     log: Callable[[str], None] = print
+    # seams callbacks write (none of them is resumable: they describe the current epoch or update)
+    log_every_n_steps: int = 50  # trainer.log_every_n_steps: ``logged_loss`` is fresh after batches it divides
+    grad_norm: Any = None  # the current update's total gradient norm (a tensor) where a callback computed it
+    epoch_values: dict[str, Any] = field(default_factory=dict)  # extra columns of this epoch's row (floats or
+    # 0-dim tensors, read once when the training pass ends); emptied at every epoch start
+    epoch_notes: list[str] = field(default_factory=list)  # messages logged after this epoch's row
 
     def state_dict(self) -> dict[str, Any]:
         """The resumable part of the state, as plain data (``torch.load(weights_only=True)`` reads it)."""
