@@ -119,3 +119,25 @@ def test_multiplicative_really_compounds():
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.125)
+
+
+# -- a closed stdout never stops training --------------------------------------------------------
+
+
+@pytest.mark.parametrize("reader", ["true", "head -1"])
+def test_train_into_a_closed_pipe_finishes_the_run(tmp_path, small_spec, reader):
+    small_spec["trainer"]["output_dir"] = str(tmp_path / "runs")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(small_spec))
+    tk = f"{sys.executable} -c 'from torchtk.core.cli import main; main()' train {spec}"
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {tk} | {reader}"], capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "BrokenPipe" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert last["epoch"] == small_spec["trainer"]["epochs"]
+    with open(run_dir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert (run_dir / "metrics.json").exists()

@@ -57,7 +57,7 @@ def _table(*columns: str, **options: Any) -> Any:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    _print_closed_ok(json.dumps(data, indent=2, default=str))
 
 
 @app.callback()
@@ -185,11 +185,11 @@ def validate(
     Runs every check of tk train that needs no data (monitored names are logged, a
     scheduler that needs a metric steps per epoch); see assembly.check_without_data."""
     from torchtk.core.assembly import check_without_data
-    from torchtk.core.spec import load_resolved
+    from torchtk.core.spec import load_spec, resolve
 
-    resolved = load_resolved(spec, overrides=overrides)
-    check_without_data(resolved)
-    _print_json(resolved.spec.model_dump(mode="json"))
+    resolved = load_spec(spec, overrides=overrides)
+    check_without_data(resolve(resolved.model_copy(deep=True), label=spec))
+    _print_json(resolved.model_dump(mode="json"))
     print(f"{spec}: valid", file=sys.stderr)
 
 
@@ -244,8 +244,21 @@ def train(
     if as_json:
         return _print_json(summary)
     best_epoch = result.best.get("epoch", "?")
-    print(f"best {result.monitor} = {result.best_value:.4f} (epoch {best_epoch}); outputs in {result.run_dir}")
+    _print_closed_ok(f"best {result.monitor} = {result.best_value:.4f} (epoch {best_epoch}); "
+                     f"outputs in {result.run_dir}")
     return None
+
+
+def _print_closed_ok(text: str) -> None:
+    """Print a line to stdout; a reader that has gone (``| head``) is no failure."""
+    from torchtk.core.progress import discard_stdout, is_closed_stream
+
+    try:
+        print(text, flush=True)
+    except OSError as exc:
+        if not is_closed_stream(exc):
+            raise
+        discard_stdout()
 
 
 @app.command("plan")

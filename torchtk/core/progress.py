@@ -2,12 +2,56 @@
 
 The engine calls a reporter only at the logging interval and at epoch ends, never per
 batch, so rendering costs nothing on the hot path.
+
+A closed output stream (``tk train ... | head``) never stops a run: the reporter that
+meets it goes silent and the process's stdout is pointed at the null device (so the
+final flush at exit cannot fail either); the run goes on writing its run directory.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import os
 import sys
-from typing import Any
+from typing import Any, Callable
+
+
+def is_closed_stream(exc: BaseException) -> bool:
+    """Whether ``exc`` says the reader of our output has gone (a broken pipe)."""
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+
+
+def discard_stdout() -> None:
+    """Point the process's stdout at the null device, so later writes, and Python's flush at
+    exit, succeed silently after the reader of a pipe has gone."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured, replaced): nothing to redirect
+        pass
+
+
+def _silent_when_closed(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A reporter method that does nothing once its stream is closed, and closes it on EPIPE."""
+
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "closed", False):
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            if not is_closed_stream(exc):
+                raise
+            self.closed = True
+            discard_stdout()
+            return None
+
+    return guarded
 
 
 class Reporter:
@@ -33,14 +77,17 @@ class PlainReporter(Reporter):
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdout
 
+    @_silent_when_closed
     def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None:
         self.epochs = epochs
         print(f"run directory: {run_dir}", file=self.stream, flush=True)
 
+    @_silent_when_closed
     def epoch_end(self, row: dict[str, float]) -> None:
         fields = "  ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch")
         print(f"epoch {row['epoch']}/{self.epochs}  {fields}", file=self.stream, flush=True)
 
+    @_silent_when_closed
     def message(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
@@ -55,6 +102,7 @@ class RichReporter(Reporter):
         self.progress_bar: Any = None
         self.columns: list[str] = []
 
+    @_silent_when_closed
     def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -67,12 +115,15 @@ class RichReporter(Reporter):
         self.progress_bar.start()
         self.task = self.progress_bar.add_task("train", total=batches, epoch=first_epoch, epochs=epochs, loss="-")
 
+    @_silent_when_closed
     def epoch_start(self, epoch: int) -> None:
         self.progress_bar.reset(self.task, total=self.batches, epoch=epoch, epochs=self.epochs, loss="-")
 
+    @_silent_when_closed
     def progress(self, batches_done: int, loss: float) -> None:
         self.progress_bar.update(self.task, completed=batches_done, loss=f"{loss:.4f}")
 
+    @_silent_when_closed
     def epoch_end(self, row: dict[str, float]) -> None:
         from rich.table import Table
 
@@ -85,9 +136,15 @@ class RichReporter(Reporter):
         table.add_row(*[_fmt(row.get(c, "")) for c in self.columns])
         self.progress_bar.console.print(table)
 
+    @_silent_when_closed
     def message(self, text: str) -> None:
         self.console.print(text, markup=False)
 
     def finish(self) -> None:
-        if self.progress_bar is not None:
-            self.progress_bar.stop()
+        if self.progress_bar is not None:  # stopped even on a closed stream: it ends the refresh thread
+            try:
+                self.progress_bar.stop()
+            except OSError as exc:
+                if not is_closed_stream(exc):
+                    raise
+                discard_stdout()
