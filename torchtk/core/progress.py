@@ -71,6 +71,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def wrapped_fields(row: dict[str, Any], epochs: Any, width: int) -> list[str]:
+    """An epoch row as ``epoch N/M  name=value ...`` lines no wider than ``width`` (a
+    field wider than that gets a line of its own), continuation lines indented."""
+    head = f"epoch {row.get('epoch', '?')}/{epochs}"
+    fields = [f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch"]
+    indent = " " * (len(head) + 2)
+    lines, line = [], head
+    for field_text in fields:
+        if len(line) + 2 + len(field_text) > width and line.strip():
+            lines.append(line)
+            line = indent + field_text
+        else:
+            line = f"{line}  {field_text}"
+    lines.append(line)
+    return lines
+
+
 class PlainReporter(Reporter):
     """One line per epoch, for logs and pipes."""
 
@@ -125,16 +142,28 @@ class RichReporter(Reporter):
 
     @_silent_when_closed
     def epoch_end(self, row: dict[str, float]) -> None:
+        """One table row per epoch while the row fits the terminal; a row wider than the
+        terminal is printed wrapped, as ``name=value`` fields over several lines, so no
+        column (``val_*``, ``lr``) is ever cut off."""
         from rich.table import Table
 
-        first = not self.columns
-        if first:
-            self.columns = list(row)
-        table = Table(box=None, show_header=first, pad_edge=False)
-        for column in self.columns:
-            table.add_column(column, justify="right", min_width=max(len(column), 8))
-        table.add_row(*[_fmt(row.get(c, "")) for c in self.columns])
-        self.progress_bar.console.print(table)
+        new = [c for c in row if c not in self.columns]
+        show_header = bool(new) or not self.columns  # a column that joins later gets the header again
+        self.columns += new
+        cells = [_fmt(row.get(c, "")) for c in self.columns]
+        widths = [max(len(c), len(v), 8) for c, v in zip(self.columns, cells)]
+        console = self.progress_bar.console if self.progress_bar is not None else self.console
+        if sum(widths) + 2 * (len(widths) - 1) > console.width:
+            self.header_shown = False  # the next row that fits shows its header
+            for line in wrapped_fields(row, self.epochs, console.width):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        table = Table(box=None, show_header=show_header or not getattr(self, "header_shown", False), pad_edge=False)
+        for column, width in zip(self.columns, widths):
+            table.add_column(column, justify="right", min_width=width, no_wrap=True)
+        table.add_row(*cells)
+        self.header_shown = True
+        console.print(table)
 
     @_silent_when_closed
     def message(self, text: str) -> None:
