@@ -58,7 +58,18 @@ class EarlyStoppingParams(Params):
     restore_best: bool = Field(False, description="At the end, load checkpoints/best.pt's weights into the model.")
 
 
+class EmaParams(Params):
+    """Keep an exponential moving average of the weights (torch.optim.swa_utils.AveragedModel
+    with get_ema_multi_avg_fn), updated after every real optimizer update and kept in the
+    checkpoint; optionally validate with the averaged weights."""
+
+    decay: float = Field(0.999, gt=0, lt=1, description="Weight of the old average at each update.")
+    warmup: bool = Field(False, description="Use min(decay, (1 + t) / (10 + t)) at update t, as timm does.")
+    for_validation: bool = Field(False, description="Validate with the averaged weights (the val_* values, hence best.pt's epoch).")
+
+
 _IMPLEMENTATIONS = {
+    "ema": "torchtk.plugins.callbacks.ema:Ema",
     "grad_clip": "torchtk.plugins.callbacks.clipping:GradClip",
     "nan_guard": "torchtk.plugins.callbacks.nan_guard:NanGuard",
     "early_stopping": "torchtk.plugins.callbacks.early_stopping:EarlyStopping",
@@ -71,6 +82,7 @@ def register_components(register):
                        params=GradClipParams, aliases=("gradient_clipping",)))
     register(Component("callback", "nan_guard", "Skip or stop on a non-finite loss or gradient.",
                        params=NanGuardParams))
+    register(Component("callback", "ema", "Exponential moving average of the weights.", params=EmaParams))
     register(Component("callback", "early_stopping", "Stop when a monitored value stops improving.",
                        params=EarlyStoppingParams))
 
