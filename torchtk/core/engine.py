@@ -168,6 +168,8 @@ class Run:
                        "epochs_run": len(state.history)}
             if self.parts.classes is not None:
                 summary["classes"] = self.parts.classes
+            if state.summary_extras:  # what callbacks list there (the checkpoint policy's files)
+                summary.update(state.summary_extras)
             self.run_dir.write_metrics(summary)
             self.run_dir.log(f"epoch {row['epoch']} " + " ".join(f"{k}={v!r}" for k, v in row.items() if k != "epoch"))
         self.reporter.epoch_end(row)

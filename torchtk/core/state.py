@@ -57,7 +57,7 @@ class TrainState:
     Callbacks read it and may set ``skip_step`` (in ``on_step``) or ``should_stop``
     (in ``on_epoch_end``), add columns to the epoch's row (``epoch_values``, read once per
     epoch, so a callback may keep device tensors there), messages shown after the
-    epoch's row (``epoch_notes``), and share the update's gradient norm (``grad_norm``). ``loss`` is the current step's loss tensor; reading its
+    epoch's row (``epoch_notes``), entries of ``metrics.json`` (``summary_extras``), and share the update's gradient norm (``grad_norm``). ``loss`` is the current step's loss tensor; reading its
     value with ``.item()`` synchronises with the device, so do it sparingly:
     ``logged_loss`` is the value read at the last logging interval, free to reuse.
 
@@ -94,6 +94,7 @@ class TrainState:
     epoch_values: dict[str, Any] = field(default_factory=dict)  # extra columns of this epoch's row (floats or
     # 0-dim tensors, read once when the training pass ends); emptied at every epoch start
     epoch_notes: list[str] = field(default_factory=list)  # messages logged after this epoch's row
+    summary_extras: dict[str, Any] = field(default_factory=dict)  # extra entries of metrics.json (plain data)
 
     def state_dict(self) -> dict[str, Any]:
         """The resumable part of the state, as plain data (``torch.load(weights_only=True)`` reads it)."""

@@ -68,7 +68,19 @@ class EmaParams(Params):
     for_validation: bool = Field(False, description="Validate with the averaged weights (the val_* values, hence best.pt's epoch).")
 
 
+class CheckpointParams(Params):
+    """Write extra checkpoints every N epochs, keep the top k by a monitored value (file
+    names carry the epoch and the value, metrics.json lists them), and keep last.pt or not."""
+
+    monitor: str = Field("val_loss", description="Logged value that ranks the checkpoints.")
+    mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) is better.")
+    save_top_k: int = Field(1, ge=-1, description="How many to keep (-1: every one written, 0: none).")
+    every_n_epochs: int = Field(1, ge=1, description="Offer every N-th epoch to the top k.")
+    keep_last: bool = Field(True, description="Keep checkpoints/last.pt when the run completes.")
+
+
 _IMPLEMENTATIONS = {
+    "checkpoint": "torchtk.plugins.callbacks.checkpointing:CheckpointPolicy",
     "ema": "torchtk.plugins.callbacks.ema:Ema",
     "grad_clip": "torchtk.plugins.callbacks.clipping:GradClip",
     "nan_guard": "torchtk.plugins.callbacks.nan_guard:NanGuard",
@@ -83,6 +95,8 @@ def register_components(register):
     register(Component("callback", "nan_guard", "Skip or stop on a non-finite loss or gradient.",
                        params=NanGuardParams))
     register(Component("callback", "ema", "Exponential moving average of the weights.", params=EmaParams))
+    register(Component("callback", "checkpoint", "Top-k checkpoints by a monitored value, every N epochs.",
+                       params=CheckpointParams, aliases=("model_checkpoint",)))
     register(Component("callback", "early_stopping", "Stop when a monitored value stops improving.",
                        params=EarlyStoppingParams))
 
