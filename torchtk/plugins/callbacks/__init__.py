@@ -79,7 +79,13 @@ class CheckpointParams(Params):
     keep_last: bool = Field(True, description="Keep checkpoints/last.pt when the run completes.")
 
 
+class StepLogParams(Params):
+    """Write the loss, lr and gradient norm of every trainer.log_every_n_steps-th batch's
+    update to steps.csv in the run directory (no extra device sync for the loss)."""
+
+
 _IMPLEMENTATIONS = {
+    "step_log": "torchtk.plugins.callbacks.step_log:StepLog",
     "checkpoint": "torchtk.plugins.callbacks.checkpointing:CheckpointPolicy",
     "ema": "torchtk.plugins.callbacks.ema:Ema",
     "grad_clip": "torchtk.plugins.callbacks.clipping:GradClip",
@@ -97,6 +103,8 @@ def register_components(register):
     register(Component("callback", "ema", "Exponential moving average of the weights.", params=EmaParams))
     register(Component("callback", "checkpoint", "Top-k checkpoints by a monitored value, every N epochs.",
                        params=CheckpointParams, aliases=("model_checkpoint",)))
+    register(Component("callback", "step_log", "Per-update loss, lr and grad norm into steps.csv.",
+                       params=StepLogParams))
     register(Component("callback", "early_stopping", "Stop when a monitored value stops improving.",
                        params=EarlyStoppingParams))
 
