@@ -287,3 +287,11 @@ def test_a_lazy_params_model_that_fails_to_load_makes_its_plugin_broken():
         registry.describe("loss", "needs_missing_dep")
     assert isinstance(raised.value.__cause__, ModuleNotFoundError)
     assert registry.host.plugins["lazy_broken"].broken
+
+
+def test_did_you_mean_ranks_the_fewest_typing_edits_first():
+    from torchtk.core.registry import closest, typo_distance
+
+    assert typo_distance("adma", "adam") == 1 and typo_distance("adma", "adamax") == 2
+    assert closest("adma", ["adamax", "adamw", "adam", "sgd"])[0] == "adam"
+    assert closest("focla", ["focal", "batch_focal"])[0] == "focal"

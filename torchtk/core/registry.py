@@ -36,6 +36,28 @@ def _claims(comps: list[Component], token: str) -> str:
     return " and ".join(c.provider + ("" if c.name == token else f" (alias of {c.name!r})") for c in comps)
 
 
+def typo_distance(a: str, b: str) -> int:
+    """Edits between ``a`` and ``b``, a swap of neighbours counting as one (``adma`` -> ``adam``: 1)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def closest(name: str, valid: list[str], n: int = 3) -> list[str]:
+    """Up to ``n`` names close to ``name``: difflib's candidates, fewest typing edits first
+    (difflib alone ranks ``adamax`` above ``adam`` for ``adma``)."""
+    candidates = difflib.get_close_matches(name, valid, n=n + 3, cutoff=0.6)
+    return sorted(candidates, key=lambda c: (typo_distance(name, c), candidates.index(c)))[:n]
+
+
 def natural_key(text: str) -> list[Any]:
     """Sort ``resnet18`` before ``resnet101``, as people expect."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
@@ -159,7 +181,7 @@ class Registry:
 
     def _unknown(self, kind: str, name: str) -> TorchtkError:
         valid = sorted(token for (k, token) in self._tokens if k == kind)
-        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+        close = closest(name, valid)
         plural = KINDS[kind].plural
         message = f"unknown {kind} {name!r}."
         if close:

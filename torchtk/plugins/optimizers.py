@@ -52,11 +52,7 @@ TORCH_OPTIMIZERS: dict[str, tuple[str, str]] = {
 EXCLUDED: dict[str, str] = {}
 
 # names in TORCH_OPTIMIZERS that are built and tested but not registered yet, with the reason
-HELD_BACK: dict[str, str] = {
-    "adamax": ("tests/core/test_cli.py::test_unknown_component_in_spec expects 'adam' as the first "
-               "suggestion for the misspelling 'adma', and difflib ranks 'adamax' higher (0.8 vs 0.75); "
-               "register it once that test accepts either suggestion"),
-}
+HELD_BACK: dict[str, str] = {}  # optimizers built and tested but not registered yet, with the reason
 
 # constructor arguments never exposed (they choose kernels, not the algorithm)
 IMPLEMENTATION_ARGS = frozenset({"params", "foreach", "fused", "capturable", "differentiable"})
