@@ -195,3 +195,45 @@ def test_the_resume_hint_of_a_dict_spec_names_the_runs_spec_json_which_resumes(s
     assert spec_json.endswith("spec.json")
     resumed = torchtk.train(spec_json, registry=registry, resume=run_dir)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+
+
+class NanLossPlugin(SteppingPlugin):
+    """``nan_loss_mlp``: an MLP whose output (so the loss) is NaN at chosen training passes."""
+
+    __name__ = "nan_loss_plugin"
+
+    @hookimpl
+    def register_components(self, register):
+        from tests.core.test_scheduler_stepping import PoisonParams
+
+        register(Component("model", "nan_loss_mlp", "MLP with NaN outputs on request.", params=PoisonParams))
+
+    @hookimpl
+    def make_model(self, name, params):
+        from torch import nn
+
+        class NanOut(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+                self.calls = 0
+
+            def forward(self, x):
+                out = self.net(x)
+                if self.training and torch.is_grad_enabled():
+                    self.calls += 1
+                    if self.calls in params.poison:
+                        out = out * math.nan
+                return out
+
+        return NanOut()
+
+
+def test_nan_guard_skip_on_a_nan_loss_keeps_the_run_going_and_the_mean_finite(small_spec, tmp_path):
+    spec = poisoned(small_spec, [3], "skip")
+    spec["model"]["name"] = "nan_loss_mlp"
+    run = build_run(spec, registry_with(NanLossPlugin()), tmp_path)
+    run.fit()
+    assert run.state.step == run.info.total_steps - 1
+    assert all(math.isfinite(row["train_loss"]) for row in run.state.history)
+    assert "non-finite loss and gradient in epoch 1, step 3" in (run.run_dir.path / "train.log").read_text()

@@ -85,13 +85,13 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
             with autocast():
                 output = model(inputs)
                 loss, values = loss_fn(output, target)
-        meter.add(loss, values, batch_size(target))
         backward(loss, index)
         if (index + 1) % log_every == 0:  # before the update, so its hooks (step_log) see this batch's loss
             state.logged_loss = loss.item()  # the one host sync per log interval, shared with loggers
             reporter.progress(index + 1, state.logged_loss)
-        if at_boundary(index):
-            update(state, index, loss)
+        if at_boundary(index) and not update(state, index, loss) and state.skip_step:
+            continue  # a callback skipped this update (nan_guard): its batch stays out of the epoch's mean
+        meter.add(loss, values, batch_size(target))
     if loss is not None:
         state.logged_loss = float(loss.detach())
         reporter.progress(parts.info.batches_per_epoch, state.logged_loss)

@@ -38,10 +38,11 @@ class GradClipParams(Params):
 class NanGuardParams(Params):
     """Check the loss and the gradients of every optimizer update for inf/NaN (in
     ``on_step``, one host sync per update), and skip that update or stop the run with a
-    message naming the epoch and step. A skipped update does not step the scheduler.
-    Note: a non-finite loss still enters the epoch's mean train_loss, which the engine
-    rejects at the epoch's end; ``skip`` is for non-finite gradients with finite losses
-    (fp32/bf16 spikes), ``stop`` ends the run at the first one, keeping the last checkpoint."""
+    message naming the epoch and step. A skipped update does not step the scheduler,
+    and its batch is left out of the epoch's mean train_loss (with gradient accumulation
+    only the window's last batch is: a non-finite loss earlier in the window still
+    reaches the mean, which the engine rejects). ``stop`` ends the run at the first one
+    (exit 1), keeping the last good checkpoint."""
 
     mode: Literal["skip", "stop"] = Field("skip", description="skip the update, or stop the run (exit 1).")
 
