@@ -294,9 +294,20 @@ def _checks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     wanted += [(f"scheduler[{i}].monitor", s.monitor) for i, s in enumerate(parts.schedulers) if s.needs_metric]
     wanted += [(f"{key.split(':')[0]}.params.monitor", cb.monitor) for key, cb in parts.callbacks.items()
                if isinstance(getattr(cb, "monitor", None), str)]
+    check_logged(wanted, available)
+
+
+def check_logged(wanted: list[tuple[str, str]], available: list[str]) -> None:
+    """Each ``(spec path, name)`` a part monitors must be among the run's logged names."""
     for where, name in wanted:
         if name not in available:
             raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")
+
+
+def metric_per_update(index: int, ref: Any) -> UserInputError:
+    """A scheduler that needs a metric was asked to step per update."""
+    return UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists only at "
+                          "the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
 
 
 def _probe(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
@@ -373,8 +384,7 @@ def build_schedulers(resolved: ResolvedSpec, optimizer: Any, info: RunInfo) -> l
         if not isinstance(needs_metric, bool):
             needs_metric = bool(entry.component.extras.get("needs_metric"))
         if needs_metric and interval == "step":
-            raise UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists "
-                                 "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
+            raise metric_per_update(index, ref)
         scheduled.append(Scheduled(scheduler, interval, needs_metric, ref.monitor))
     return scheduled
 
@@ -449,8 +459,7 @@ def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> No
         ref = entry.ref
         interval = ref.interval or (entry.component.extras.get("interval", "epoch") if entry.component else "epoch")
         if interval == "step" and _metric_needed(entry):
-            raise UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists "
-                                 "only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
+            raise metric_per_update(index, ref)
     wanted = monitored_names(resolved)
     validation = resolved.spec.data.val_split > 0
     if not validation and any(name not in spec_logged_names(resolved, False) for _, name in wanted):
@@ -458,6 +467,4 @@ def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> No
             return
         validation = _own_validation_split(resolved)
     available = spec_logged_names(resolved, validation)
-    for where, name in wanted:
-        if name not in available:
-            raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")
+    check_logged(wanted, available)

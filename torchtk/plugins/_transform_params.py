@@ -79,6 +79,13 @@ class RandomResizedCropParams(Params):
         return self
 
 
+def _check_padding(value: Any) -> Any:
+    """torchvision's padding is one, two or four numbers."""
+    if isinstance(value, list) and len(value) == 3:
+        raise ValueError("padding: one, two or four numbers")
+    return value
+
+
 class RandomCropParams(Params):
     """Crop a random part of ``size`` (``v2.RandomCrop``), optionally padding first."""
 
@@ -89,12 +96,7 @@ class RandomCropParams(Params):
     fill: Fill = Field(0.0, description=FILL)
     padding_mode: PaddingMode = Field("constant", description="constant (fill), edge, reflect or symmetric.")
 
-    @field_validator("padding")
-    @classmethod
-    def _padding(cls, value: Any) -> Any:
-        if isinstance(value, list) and len(value) == 3:
-            raise ValueError("padding: one, two or four numbers")
-        return value
+    _padding = field_validator("padding")(classmethod(lambda cls, value: _check_padding(value)))
 
 
 class PadParams(Params):
@@ -104,12 +106,7 @@ class PadParams(Params):
     fill: Fill = Field(0.0, description=FILL)
     padding_mode: PaddingMode = Field("constant", description="constant (fill), edge, reflect or symmetric.")
 
-    @field_validator("padding")
-    @classmethod
-    def _padding(cls, value: Any) -> Any:
-        if isinstance(value, list) and len(value) == 3:
-            raise ValueError("padding: one, two or four numbers")
-        return value
+    _padding = field_validator("padding")(classmethod(lambda cls, value: _check_padding(value)))
 
 
 class RandomHorizontalFlipParams(_P):
