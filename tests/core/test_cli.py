@@ -313,7 +313,7 @@ def test_ctrl_c_before_training_exits_130(tk, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(spec, "load_spec", interrupted)
+    monkeypatch.setattr(spec, "load_resolved", interrupted)  # Ctrl-C while the spec is read and resolved
     result = tk("validate", "rings")
     assert result.exit_code == 130 and "interrupted" in result.stderr
 

@@ -185,11 +185,11 @@ def validate(
     Runs every check of tk train that needs no data (monitored names are logged, a
     scheduler that needs a metric steps per epoch); see assembly.check_without_data."""
     from torchtk.core.assembly import check_without_data
-    from torchtk.core.spec import load_spec, resolve
+    from torchtk.core.spec import load_resolved
 
-    resolved = load_spec(spec, overrides=overrides)
-    check_without_data(resolve(resolved.model_copy(deep=True), label=spec))
-    _print_json(resolved.model_dump(mode="json"))
+    resolved = load_resolved(spec, overrides=overrides)
+    check_without_data(resolved)
+    _print_json(resolved.spec.model_dump(mode="json"))
     print(f"{spec}: valid", file=sys.stderr)
 
 
