@@ -2,15 +2,17 @@
 
 Both run the bundled ``rings`` workload (same model, data, batches, Adam, BCE, gradient
 clipping, StepLR, validation with accuracy every epoch) in this process, alternating,
-so machine noise hits both alike. Prints medians, the ratio, and the overhead per
-optimizer step; target: <= 50 us per step.
+so machine noise hits both alike. Prints min/median/max, the ratio, the overhead per
+optimizer step (target: <= 50 us per step) and the machine's load. ``--no-callbacks``
+drops grad_clip from both sides: the engine's cost with no callback configured.
 
-    .venv/bin/python benchmarks/engine_overhead.py [--rounds 7] [--epochs 10]
+    .venv/bin/python benchmarks/engine_overhead.py [--rounds 7] [--epochs 10] [--no-callbacks]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -21,7 +23,7 @@ import torchtk
 from torchtk.core.spec import load_spec
 
 
-def hand_written_epochs(spec, epochs: int) -> list[float]:
+def hand_written_epochs(spec, epochs: int, clip: bool = True) -> list[float]:
     """What a careful user writes by hand: the same work, no framework."""
     torch.manual_seed(spec.seed)
     dataset = torchtk.registry.create("dataset", "rings", **spec.data.params)
@@ -33,7 +35,7 @@ def hand_written_epochs(spec, epochs: int) -> list[float]:
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.optimizer.params["lr"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, **spec.scheduler[0].params)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    max_norm = spec.callbacks[0].params["max_norm"]
+    max_norm = spec.callbacks[0].params["max_norm"] if clip else None
     parameters = list(model.parameters())
     generator = torch.Generator().manual_seed(spec.seed)
     batch = spec.data.batch_size
@@ -48,7 +50,8 @@ def hand_written_epochs(spec, epochs: int) -> list[float]:
             loss = loss_fn(model(x_train[index]), y_train[index])
             total += loss.detach()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+            if max_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, max_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         model.eval()
@@ -65,22 +68,30 @@ def hand_written_epochs(spec, epochs: int) -> list[float]:
     return seconds
 
 
+def spread(values: list[float], scale: float) -> str:
+    """``min / median / max`` of ``values`` times ``scale``."""
+    return " / ".join(f"{v * scale:8.2f}" for v in (min(values), statistics.median(values), max(values)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--no-callbacks", action="store_true", help="no grad_clip on either side")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    clip = not args.no_callbacks
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as out:
-        spec = load_spec("rings", overrides=[f"trainer.epochs={args.epochs}", f"trainer.output_dir={out}",
-                                             "trainer.device=cpu"])
+        overrides = [f"trainer.epochs={args.epochs}", f"trainer.output_dir={out}", "trainer.device=cpu"]
+        spec = load_spec("rings", overrides=overrides + ([] if clip else ["callbacks=[]"]))
         steps = None
         hand, engine, engine_total, hand_total = [], [], [], []
-        hand_written_epochs(spec, 2)  # warm-up both paths
+        hand_written_epochs(spec, 2, clip)  # warm-up both paths
         torchtk.train(spec, overrides=["trainer.epochs=2"])
         for _ in range(args.rounds):
             started = time.perf_counter()
-            epochs = hand_written_epochs(spec, args.epochs)
+            epochs = hand_written_epochs(spec, args.epochs, clip)
             hand_total.append(time.perf_counter() - started)
             hand += epochs[1:]
             started = time.perf_counter()
@@ -93,13 +104,17 @@ def main() -> None:
     hand_ms = statistics.median(hand) * 1e3
     engine_ms = statistics.median(engine) * 1e3
     per_step_us = (engine_ms - hand_ms) * 1e3 / steps
-    print(f"rings, {steps} steps/epoch, {args.rounds} rounds x {args.epochs} epochs, 1 thread")
-    print(f"hand-written loop  median epoch {hand_ms:8.2f} ms  ({hand_ms * 1e3 / steps:6.0f} us/step)")
-    print(f"torchtk engine     median epoch {engine_ms:8.2f} ms  ({engine_ms * 1e3 / steps:6.0f} us/step)")
-    print(f"ratio engine/hand  {engine_ms / hand_ms:.3f}")
+    ratios = [e / h for e, h in zip(engine, hand)]
+    print(f"rings, {steps} steps/epoch, {args.rounds} rounds x {args.epochs} epochs, 1 thread, "
+          f"callbacks: {'grad_clip' if clip else 'none'}")
+    print("epoch ms             min /   median /      max")
+    print(f"hand-written loop  {spread(hand, 1e3)}  ({hand_ms * 1e3 / steps:6.0f} us/step median)")
+    print(f"torchtk engine     {spread(engine, 1e3)}  ({engine_ms * 1e3 / steps:6.0f} us/step median)")
+    print(f"ratio engine/hand, epoch by epoch: {spread(ratios, 1)}   (median of medians {engine_ms / hand_ms:.3f})")
     print(f"overhead per step  {per_step_us:+.1f} us   (target <= 50 us)")
     print(f"whole run incl. setup, checkpoints, history, curves.png: engine {statistics.median(engine_total):.2f} s"
           f" vs hand loop {statistics.median(hand_total):.2f} s")
+    print(f"load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
