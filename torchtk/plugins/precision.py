@@ -17,11 +17,11 @@ from torchtk import Component, NoParams, Params, Precision, TorchtkError, hookim
 
 
 class GradScalerParams(Params):
-    """Autocast the forward pass to float16, with a ``torch.amp.GradScaler`` against
+    """Autocast the forward pass to float16, with a torch.amp.GradScaler against
     gradient underflow: the loss is multiplied by the scale before backward, the
     gradients divided by it before the update; an update whose gradients hold inf/NaN
-    is skipped and the scale multiplied by ``backoff_factor``, and after
-    ``growth_interval`` updates in a row without one, by ``growth_factor``. The
+    is skipped and the scale multiplied by backoff_factor, and after
+    growth_interval updates in a row without one, by growth_factor. The
     defaults are GradScaler's own."""
 
     init_scale: float = Field(65536.0, gt=0, description="Scale factor at the start of the run (2**16).")
@@ -55,12 +55,13 @@ def register_components(register):
                        params=NoParams, aliases=("bf16-true",),
                        doc="Weights, optimizer state, floating-point inputs and floating-point targets in "
                            "bfloat16, no autocast and no scaler (Lightning's bf16-true): half the memory of "
-                           "fp32, at bfloat16's 8-bit mantissa in every update."))
+                           "fp32, at bfloat16's 8 significant bits in every update."))
     register(Component("precision", "fp16_true", "Pure float16: weights, inputs and float targets in float16.",
                        params=NoParams, aliases=("16-true",),
                        doc="Weights, optimizer state, floating-point inputs and floating-point targets in "
                            "float16, no autocast and no scaler (Lightning's 16-true). Gradients that underflow "
-                           "float16 are lost (no GradScaler); prefer fp16 or bf16_true unless memory decides."))
+                           "float16 are lost (no GradScaler), and Adam's default eps (1e-8) is 0 in float16: "
+                           "set optimizer.params.eps to 1e-4. Prefer fp16 or bf16_true unless memory decides."))
     register(Component("precision", "fp64", "Double precision: weights, inputs and float targets in float64.",
                        params=NoParams, aliases=("64", "64-true", "float64", "double"),
                        doc="Weights, optimizer state, floating-point inputs and floating-point targets in "
