@@ -11,10 +11,14 @@ so what they build cannot drift apart. The order, and what each step needs::
     init        make_init per entry, in spec order, skipping parameters loaded from weights
     freeze      freeze_policy, in spec order: requires_grad, frozen norm layers in eval,
                 group rules; a policy with run hooks (gradual unfreezing) joins the callbacks
+    precision   precision_context on the run's device; the model converted to its
+                ``param_dtype`` (after init and freezing, which work on the model as built,
+                and before the optimizer and the process wrap see its parameters); the
+                in-memory batches cast to its ``input_dtype`` once
     groups      the rules of all policies merged once (torchtk.core.param_groups)
     optimizer   make_optimizer over the merged groups; each group's ``lr_scale`` applied
-    loss        make_loss per term; the run's loss is their weighted sum
-    precision   precision_context on the run's device
+    loss        make_loss per term, on the run's device (loss modules in the ``param_dtype``);
+                the run's loss is their weighted sum
     schedulers  make_scheduler per entry, with its interval and metric declaration; a
                 policy with run hooks and a ``bind(optimizer, schedulers)`` method gets both
                 (gradual unfreezing adds groups to them later, and again on resume)
@@ -130,6 +134,7 @@ class Parts:
     optimizer: Any = None
     loss: LossSum | None = None
     precision: Precision = field(default_factory=Precision)
+    precision_name: str = "fp32"  # the precision component's canonical name, shown when the run starts
     schedulers: list[Scheduled] = field(default_factory=list)
     callbacks: dict[str, Any] = field(default_factory=dict)  # stable key "callbacks[i]:name" -> callback
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -174,10 +179,19 @@ def build(resolved: ResolvedSpec, path: str, **context: Any) -> Any:
         return resolved.registry.build(entry.component, entry.params, **context)
 
 
-def _on_device(component: Any, device: Any) -> Any:
+def _on_device(component: Any, device: Any, dtype: Any = None) -> Any:
     """Losses with tensor params (``pos_weight``) and metrics with state tensors
-    (torchmetrics) move to the run's device."""
-    return component.to(device) if callable(getattr(component, "to", None)) else component
+    (torchmetrics) move to the run's device; loss modules also to the precision's
+    ``param_dtype`` (``dtype``), so class weights match a float64 or bfloat16 output."""
+    if not callable(getattr(component, "to", None)):
+        return component
+    component = component.to(device)
+    if dtype is not None:
+        import torch
+
+        if isinstance(component, torch.nn.Module):
+            component = component.to(dtype=dtype)
+    return component
 
 
 # -- the steps, in order ---------------------------------------------------------------------
@@ -254,13 +268,23 @@ def _optimizer(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> No
 
 def _loss(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     entries = resolved.slot("loss")
-    terms = [_on_device(build(resolved, e.path, model=parts.model), parts.device) for e in entries]
+    dtype = parts.precision.param_dtype
+    terms = [_on_device(build(resolved, e.path, model=parts.model), parts.device, dtype) for e in entries]
     parts.loss = LossSum(unique_keys([e.ref.name.split("::")[-1] for e in entries]), terms,
                          [e.ref.weight for e in entries])
 
 
 def _precision(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
-    parts.precision = build(resolved, "precision", device=parts.device)
+    precision = parts.precision = build(resolved, "precision", device=parts.device)
+    entry = resolved.entry("precision")
+    parts.precision_name = entry.component.name if entry.component is not None else entry.ref.name
+    if precision.param_dtype is not None:
+        with input_errors(f"precision: converting the model to {precision.param_dtype} failed"):
+            parts.model.to(dtype=precision.param_dtype)
+    if precision.input_dtype is not None:  # in-memory data once; loaded batches are cast by the loop
+        for batches in (parts.train, parts.val):
+            if isinstance(batches, TensorBatches):
+                batches.tensors = to_device(batches.tensors, parts.device, precision.input_dtype)
 
 
 def _schedulers(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
@@ -320,7 +344,8 @@ def _probe(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
         batch = probe_batch(parts.val, parts.train)
     if batch is None:
         return
-    inputs, target = to_device(batch[0], parts.device), to_device(batch[1], parts.device)
+    dtype = parts.precision.input_dtype
+    inputs, target = to_device(batch[0], parts.device, dtype), to_device(batch[1], parts.device, dtype)
     model = parts.model
     model.eval()
     try:
@@ -350,8 +375,8 @@ def probe_batch(*candidates: Any) -> Any:
 
 Step = Callable[[Parts, ResolvedSpec, Placement], None]
 STEPS: dict[str, Step] = {
-    "seed": _seed, "data": _data, "model": _model, "init": _init, "freeze": _freeze, "groups": _groups,
-    "optimizer": _optimizer, "loss": _loss, "precision": _precision, "schedulers": _schedulers,
+    "seed": _seed, "data": _data, "model": _model, "init": _init, "freeze": _freeze, "precision": _precision,
+    "groups": _groups, "optimizer": _optimizer, "loss": _loss, "schedulers": _schedulers,
     "callbacks": _callbacks, "metrics": _metrics, "checks": _checks, "probe": _probe,
 }
 

@@ -44,11 +44,17 @@ class TensorBatches:
                 yield [t[start:start + self.batch_size] for t in self.tensors]
 
 
-def to_device(batch: Any, device: Any) -> Any:
-    """A tensor, or a tuple/list of them (multi-input losses such as triplet or CTC), on ``device``."""
+def to_device(batch: Any, device: Any, dtype: Any = None) -> Any:
+    """A tensor, or a tuple/list of them (multi-input losses such as triplet or CTC), on
+    ``device``; floating-point tensors also cast to ``dtype`` unless it is ``None``
+    (the precision's ``input_dtype``; integer class labels keep theirs)."""
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(item, device) for item in batch)
-    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
+        return type(batch)(to_device(item, device, dtype) for item in batch)
+    if not hasattr(batch, "to"):
+        return batch
+    if dtype is not None and batch.is_floating_point():
+        return batch.to(device, dtype, non_blocking=True)
+    return batch.to(device, non_blocking=True)
 
 
 def batch_size(target: Any) -> int:

@@ -84,9 +84,11 @@ class Run:
         spec, state, hooks = self.spec, self.state, self.parts.hooks
         if self.placement.is_main:
             self.run_dir.write_spec(spec.model_dump(mode="json"))
-        self.run_dir.log(f"start: epochs {start_epoch}..{spec.trainer.epochs}, device {self.parts.device}, "
+        device, precision = self.parts.device, self.parts.precision_name
+        self.run_dir.log(f"start: epochs {start_epoch}..{spec.trainer.epochs}, device {device}, precision {precision}, "
                          f"{self.parts.info.batches_per_epoch} batches per epoch")
-        self.reporter.start(self.run_dir.path, spec.trainer.epochs, self.parts.info.batches_per_epoch, start_epoch)
+        self.reporter.start(self.run_dir.path, spec.trainer.epochs, self.parts.info.batches_per_epoch, start_epoch,
+                            setup=f"{device}, {precision}")
         for note in self.parts.notes:  # what the build did: weights loaded, tensors a policy froze
             self._log(note)
         if state.should_stop and start_epoch > 1:

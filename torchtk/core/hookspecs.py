@@ -134,15 +134,19 @@ def freeze_policy(name: str, params: BaseModel) -> Callable[[Any], Any]:
 
 @hookspec(firstresult=True)
 def precision_context(name: str, params: BaseModel, device: Any) -> Any:
-    """Give the mixed-precision setup for precision ``name`` on ``device``.
+    """Give the numeric precision setup for precision ``name`` on ``device``.
 
-    Called on the providing plugin only (provider call), once per run.
+    Called on the providing plugin only (provider call), once per run, after the freeze
+    policies and before the optimizer is built. Raise (a ``torchtk.TorchtkError`` for a
+    message of your own) when ``device`` cannot run it: the run stops before training.
 
-    :param name: The component's canonical name (``fp32``, ``bf16``, ...).
+    :param name: The component's canonical name (``fp32``, ``bf16``, ``bf16_true``, ...).
     :param params: An instance of the component's params model, already validated.
     :param device: The ``torch.device`` the run uses.
     :returns: A :class:`torchtk.Precision`: a context-manager factory for the forward
-        pass and an optional gradient scaler.
+        pass, an optional gradient scaler, and optionally the dtype the engine converts
+        the model to (``param_dtype``) and casts floating-point inputs and targets to
+        (``input_dtype``).
 
     .. versionadded:: 0.1
     """

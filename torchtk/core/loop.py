@@ -1,6 +1,7 @@
 """The two passes over data: a training epoch and an evaluation pass.
 
-Both move batches to the device, run the forward pass and the loss under the
+Both move batches to the device (floating-point tensors cast to the precision's
+``input_dtype`` when it has one), run the forward pass and the loss under the
 precision's autocast, and sum the loss (and each term of a multi-term loss) weighted by
 batch size in one :class:`LossMeter`, on the device: the host reads the sums once per
 pass (and the live loss once per ``trainer.log_every_n_steps`` batches).
@@ -69,7 +70,8 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
     model, loss_fn, device = parts.wrapped, parts.loss, parts.device
     autocast = _autocast(parts.precision)
     meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=True))
-    move = not isinstance(parts.train, TensorBatches)  # TensorBatches live on the device already
+    move = not isinstance(parts.train, TensorBatches)  # TensorBatches live on the device (in input_dtype) already
+    dtype = parts.precision.input_dtype  # None (fp32, autocast): no cast at all
     backward, at_boundary, update = stepper.backward, stepper.at_boundary, stepper.update
     model.train()
     for module in parts.frozen_eval:  # what freeze policies put in eval (frozen norm statistics) stays there
@@ -77,7 +79,7 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
     loss = None
     for index, (inputs, target) in enumerate(parts.train):
         if move:
-            inputs, target = to_device(inputs, device), to_device(target, device)
+            inputs, target = to_device(inputs, device, dtype), to_device(target, device, dtype)
         if autocast is None:
             output = model(inputs)
             loss, values = loss_fn(output, target)
@@ -107,12 +109,12 @@ def evaluate(parts: Any, batches: Any, placement: Placement) -> dict[str, float]
     for metric in metrics.values():
         metric.reset()
     meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=False))
-    move = not isinstance(batches, TensorBatches)
+    move, dtype = not isinstance(batches, TensorBatches), parts.precision.input_dtype
     model.eval()
     with torch.no_grad():
         for inputs, target in batches:
             if move:
-                inputs, target = to_device(inputs, device), to_device(target, device)
+                inputs, target = to_device(inputs, device, dtype), to_device(target, device, dtype)
             with autocast():
                 output = model(inputs)
                 loss, values = loss_fn(output, target)

@@ -55,9 +55,13 @@ def _silent_when_closed(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Reporter:
-    """Silent reporter (Python API, ``--json``); subclasses render."""
+    """Silent reporter (Python API, ``--json``); subclasses render.
 
-    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None: ...
+    ``start``'s ``setup`` is what the run trains on, ``"cpu, fp32"`` (device, precision),
+    shown after the run directory on the first line: ``run directory: runs/x  (cpu, fp32)``.
+    """
+
+    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1, setup: str = "") -> None: ...
     def epoch_start(self, epoch: int) -> None: ...
     def progress(self, batches_done: int, loss: float) -> None: ...
     def epoch_end(self, row: dict[str, float]) -> None: ...
@@ -95,9 +99,9 @@ class PlainReporter(Reporter):
         self.stream = stream or sys.stdout
 
     @_silent_when_closed
-    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None:
+    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1, setup: str = "") -> None:
         self.epochs = epochs
-        print(f"run directory: {run_dir}", file=self.stream, flush=True)
+        print(f"run directory: {run_dir}" + (f"  ({setup})" if setup else ""), file=self.stream, flush=True)
 
     @_silent_when_closed
     def epoch_end(self, row: dict[str, float]) -> None:
@@ -120,11 +124,13 @@ class RichReporter(Reporter):
         self.columns: list[str] = []
 
     @_silent_when_closed
-    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1) -> None:
+    def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1, setup: str = "") -> None:
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.epochs, self.batches = epochs, batches
-        self.console.print(f"run directory: [bold]{run_dir}[/bold]")
+        suffix = f"  ({escape(setup)})" if setup else ""
+        self.console.print(f"run directory: [bold]{escape(str(run_dir))}[/bold]{suffix}")
         self.progress_bar = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=self.console, transient=True,

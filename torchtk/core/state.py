@@ -26,14 +26,22 @@ class RunInfo:
 
 @dataclass
 class Precision:
-    """What a ``precision_context`` hook returns.
+    """What a ``precision_context`` hook returns: what the engine does for a precision.
 
     ``autocast`` is called once per forward pass and returns a context manager;
     ``scaler`` is a ``torch.amp.GradScaler`` for float16, else ``None``.
+    ``param_dtype`` (a ``torch.dtype``, or ``None``: leave as built): the model's
+    floating-point parameters and buffers, and loss modules, are converted to it after
+    the freeze policies and before the optimizer is built. ``input_dtype`` (or ``None``:
+    no cast, no per-batch work): floating-point inputs and targets are cast to it
+    (in-memory data once, loaded batches as they reach the device). Pure low precision
+    (Lightning's ``bf16-true``) sets both and no autocast.
     """
 
     autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext
     scaler: Any = None
+    param_dtype: Any = None
+    input_dtype: Any = None
 
 
 @dataclass

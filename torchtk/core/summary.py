@@ -93,6 +93,7 @@ def compute_summary(spec: Any, overrides: list[str] | None = None, registry: Reg
     import torch
 
     from torchtk.core.assembly import build_parts, probe_batch
+    from torchtk.core.data import to_device
     from torchtk.core.distributed import SingleProcess
 
     registry = registry or get_registry()
@@ -102,7 +103,7 @@ def compute_summary(spec: Any, overrides: list[str] | None = None, registry: Reg
         resolved = load_resolved(spec, overrides=overrides, registry=registry)
     parts = build_parts(resolved, SingleProcess(torch.device("cpu")), upto="optimizer")
     batch = probe_batch(parts.val, parts.train)
-    inputs = batch[0] if batch is not None else None
+    inputs = to_device(batch[0], parts.device, parts.precision.input_dtype) if batch is not None else None
     shapes = output_shapes(parts.model, inputs)
     rows = module_rows(parts.model, shapes, {id(m) for m in parts.frozen_eval})
     return Summary(name=resolved.spec.name, model=type(parts.model).__name__, input_shape=shape_of(inputs),
