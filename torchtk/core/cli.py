@@ -301,6 +301,49 @@ def plan(
     return None
 
 
+@app.command("lr-find")
+def lr_find(
+    spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
+    overrides: Optional[List[str]] = SET_OPTION,
+    min_lr: float = typer.Option(1e-7, "--min-lr", help="First learning rate of the sweep."),
+    max_lr: float = typer.Option(10.0, "--max-lr", help="Last learning rate of the sweep."),
+    steps: int = typer.Option(100, "--steps", help="Optimizer updates in the sweep."),
+    diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss exceeds this times its best."),
+    out: str = typer.Option("lr_find.png", "--out", "--output", "-o", metavar="PNG",
+                            help="Where to write the plot (default: lr_find.png in the current directory)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every update's lr and loss, and the suggestion, as JSON."),
+) -> Optional[int]:
+    """The lr range test: train for --steps updates with the lr growing exponentially from --min-lr
+    to --max-lr, suggest the lr where the smoothed loss falls fastest, and plot it. Nothing else is
+    written: no run directory, the spec is not changed."""
+    import shlex
+
+    from torchtk.core.lr_find import find_lr
+
+    result = find_lr(spec, overrides=overrides, min_lr=min_lr, max_lr=max_lr, steps=steps, diverge=diverge)
+    try:
+        png = result.write_png(out)
+    except OSError as exc:
+        raise UserInputError(f"--out {out}: cannot write the plot there: {exc.strerror or exc}") from None
+    lr = f"{result.suggestion:.3g}" if result.suggestion is not None else None
+    command = " ".join(["tk train", shlex.quote(spec), *(f"--set {shlex.quote(o)}" for o in overrides or []),
+                        f"--set optimizer.params.lr={lr}"]) if lr is not None else None
+    if as_json:
+        _print_json({**result.to_json(), "plot": str(png), "command": command})
+        return None if lr is not None else 1
+    stopped = f"; stopped after {len(result.lrs)}: {result.stopped}" if result.stopped else ""
+    _print_closed_ok(f"{result.name}: lr range test, {result.steps} updates from lr {result.min_lr:g} to "
+                     f"{result.max_lr:g}{stopped}")
+    if lr is None:
+        _print_closed_ok(f"no suggestion: {len(result.lrs)} updates are too few; lower --min-lr or --max-lr")
+        _print_closed_ok(f"wrote {png}")
+        return 1
+    _print_closed_ok(f"suggested lr: {lr} (steepest descent of the smoothed loss)")
+    _print_closed_ok(f"use it: {command}")
+    _print_closed_ok(f"wrote {png}")
+    return None
+
+
 @app.command("summary")
 def summary(
     spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
