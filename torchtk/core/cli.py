@@ -241,12 +241,27 @@ def train(
     result = run_training(spec, overrides=overrides, resume=resume, reporter=reporter)
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
+    if result.fast_dev_run:
+        summary.update(fast_dev_run=result.fast_dev_run, kept=result.kept)
     if as_json:
         return _print_json(summary)
+    if result.fast_dev_run:
+        return _print_closed_ok(dev_run_line(result))
     best_epoch = result.best.get("epoch", "?")
     _print_closed_ok(f"best {result.monitor} = {result.best_value:.4f} (epoch {best_epoch}); "
                      f"outputs in {result.run_dir}")
     return None
+
+
+def dev_run_line(result: Any) -> str:
+    """The last line of a ``fast_dev_run``: what ran, and whether anything was kept."""
+    count = result.fast_dev_run
+    batches = f"{count} batch{'es' if count > 1 else ''} of train" + (" and val" if "val_loss" in result.last else "")
+    value = result.last.get(result.monitor)
+    where = (f"outputs in {result.run_dir}" if result.kept
+             else "nothing was kept (trainer.keep_dev_run: true keeps the run directory)")
+    shown = f", {result.monitor} = {value:.4f}" if isinstance(value, float) else ""
+    return f"fast_dev_run: 1 epoch of {batches} ran{shown}; {where}"
 
 
 def _print_closed_ok(text: str) -> None:
