@@ -5,7 +5,8 @@ so what they build cannot drift apart. The order, and what each step needs::
 
     seed        torch, python and the shuffling generator, from spec.seed
     data        make_dataset; make_transform per split; the reproducible split (or the
-                dataset's own Splits); batches; RunInfo (updates per epoch); class names
+                dataset's own Splits); batches, cut by the dev-run switches (fast_dev_run,
+                limit_*_batches, overfit_batches); RunInfo (updates per epoch); class names
     model       make_model (or a factory by import path; model factories load weights and
                 replace the head themselves), on the run's device
     init        make_init per entry, in spec order, skipping parameters loaded from weights
@@ -43,7 +44,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from torchtk.core.data import Chain, TensorBatches, class_names, split_and_batch, to_device
+from torchtk.core.data import (Chain, TensorBatches, batch_limits, class_names, limit_batches, split_and_batch,
+                               to_device)
 from torchtk.core.distributed import Placement
 from torchtk.core.errors import TorchtkError, UserInputError
 from torchtk.core.param_groups import apply_lr_scale, check_rules, group_names, merge_groups
@@ -222,10 +224,14 @@ def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     transforms = (_transforms(resolved, "train"), _transforms(resolved, "val"))
     with input_errors("data: splitting and batching the dataset failed"):
         train, val = split_and_batch(dataset, spec, parts.device, parts.generator, transforms)
-    parts.train, parts.val = placement.shard(train), val
-    accumulate, batches = spec.trainer.accumulate_grad_batches, len(parts.train)
-    parts.info = RunInfo(epochs=spec.trainer.epochs, steps_per_epoch=math.ceil(batches / accumulate),
-                         batches_per_epoch=batches, accumulate=accumulate)
+    (train_where, train_limit), (val_where, val_limit) = batch_limits(spec.trainer)  # the dev-run switches
+    parts.train = limit_batches(placement.shard(train), train_limit, train_where)
+    parts.val = limit_batches(val, val_limit, val_where)
+    trainer = spec.trainer
+    accumulate, batches = trainer.accumulate_grad_batches, len(parts.train)
+    parts.info = RunInfo(epochs=1 if trainer.fast_dev_run else trainer.epochs,
+                         steps_per_epoch=math.ceil(batches / accumulate), batches_per_epoch=batches,
+                         accumulate=accumulate, val_every_n_epochs=trainer.val_every_n_epochs)
 
 
 def _model(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
@@ -486,7 +492,7 @@ def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> No
         if interval == "step" and _metric_needed(entry):
             raise metric_per_update(index, ref)
     wanted = monitored_names(resolved)
-    validation = resolved.spec.data.val_split > 0
+    validation = resolved.spec.data.val_split > 0 or bool(resolved.spec.trainer.overfit_batches)
     if not validation and any(name not in spec_logged_names(resolved, False) for _, name in wanted):
         if not build_dataset:
             return

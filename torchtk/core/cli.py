@@ -241,12 +241,27 @@ def train(
     result = run_training(spec, overrides=overrides, resume=resume, reporter=reporter)
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
+    if result.fast_dev_run:
+        summary.update(fast_dev_run=result.fast_dev_run, kept=result.kept)
     if as_json:
         return _print_json(summary)
+    if result.fast_dev_run:
+        return _print_closed_ok(dev_run_line(result))
     best_epoch = result.best.get("epoch", "?")
     _print_closed_ok(f"best {result.monitor} = {result.best_value:.4f} (epoch {best_epoch}); "
                      f"outputs in {result.run_dir}")
     return None
+
+
+def dev_run_line(result: Any) -> str:
+    """The last line of a ``fast_dev_run``: what ran, and whether anything was kept."""
+    count = result.fast_dev_run
+    batches = f"{count} batch{'es' if count > 1 else ''} of train" + (" and val" if "val_loss" in result.last else "")
+    value = result.last.get(result.monitor)
+    where = (f"outputs in {result.run_dir}" if result.kept
+             else "nothing was kept (trainer.keep_dev_run: true keeps the run directory)")
+    shown = f", {result.monitor} = {value:.4f}" if isinstance(value, float) else ""
+    return f"fast_dev_run: 1 epoch of {batches} ran{shown}; {where}"
 
 
 def _print_closed_ok(text: str) -> None:
@@ -298,6 +313,49 @@ def plan(
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(f"wrote {png}", markup=False)
+    return None
+
+
+@app.command("lr-find")
+def lr_find(
+    spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
+    overrides: Optional[List[str]] = SET_OPTION,
+    min_lr: float = typer.Option(1e-7, "--min-lr", help="First learning rate of the sweep."),
+    max_lr: float = typer.Option(10.0, "--max-lr", help="Last learning rate of the sweep."),
+    steps: int = typer.Option(100, "--steps", help="Optimizer updates in the sweep."),
+    diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss exceeds this times its best."),
+    out: str = typer.Option("lr_find.png", "--out", "--output", "-o", metavar="PNG",
+                            help="Where to write the plot (default: lr_find.png in the current directory)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every update's lr and loss, and the suggestion, as JSON."),
+) -> Optional[int]:
+    """The lr range test: train for --steps updates with the lr growing exponentially from --min-lr
+    to --max-lr, suggest the lr where the smoothed loss falls fastest, and plot it. Nothing else is
+    written: no run directory, the spec is not changed."""
+    import shlex
+
+    from torchtk.core.lr_find import find_lr
+
+    result = find_lr(spec, overrides=overrides, min_lr=min_lr, max_lr=max_lr, steps=steps, diverge=diverge)
+    try:
+        png = result.write_png(out)
+    except OSError as exc:
+        raise UserInputError(f"--out {out}: cannot write the plot there: {exc.strerror or exc}") from None
+    lr = f"{result.suggestion:.3g}" if result.suggestion is not None else None
+    command = " ".join(["tk train", shlex.quote(spec), *(f"--set {shlex.quote(o)}" for o in overrides or []),
+                        f"--set optimizer.params.lr={lr}"]) if lr is not None else None
+    if as_json:
+        _print_json({**result.to_json(), "plot": str(png), "command": command})
+        return None if lr is not None else 1
+    stopped = f"; stopped after {len(result.lrs)}: {result.stopped}" if result.stopped else ""
+    _print_closed_ok(f"{result.name}: lr range test, {result.steps} updates from lr {result.min_lr:g} to "
+                     f"{result.max_lr:g}{stopped}")
+    if lr is None:
+        _print_closed_ok(f"no suggestion: {len(result.lrs)} updates are too few; lower --min-lr or --max-lr")
+        _print_closed_ok(f"wrote {png}")
+        return 1
+    _print_closed_ok(f"suggested lr: {lr} (steepest descent of the smoothed loss)")
+    _print_closed_ok(f"use it: {command}")
+    _print_closed_ok(f"wrote {png}")
     return None
 
 

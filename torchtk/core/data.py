@@ -21,27 +21,100 @@ class TensorBatches:
     are asked for; the order (a ``randperm`` from the run's generator) is reproducible.
     """
 
-    def __init__(self, tensors: list[Any], batch_size: int, shuffle: bool, generator: Any) -> None:
+    def __init__(self, tensors: list[Any], batch_size: int, shuffle: bool, generator: Any,
+                 limit: int | None = None) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.size = len(tensors[0])
+        self.limit = limit  # batches per pass (trainer.limit_*_batches); None: all
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        batches = math.ceil(self.size / self.batch_size)
+        return batches if self.limit is None else min(self.limit, batches)
 
     def __iter__(self) -> Iterator[list[Any]]:
         import torch
 
+        stop = min(self.size, len(self) * self.batch_size)
         if self.shuffle:
             order = torch.randperm(self.size, generator=self.generator).to(self.tensors[0].device)
-            for start in range(0, self.size, self.batch_size):
+            for start in range(0, stop, self.batch_size):
                 index = order[start:start + self.batch_size]
                 yield [t[index] for t in self.tensors]
         else:
-            for start in range(0, self.size, self.batch_size):
+            for start in range(0, stop, self.batch_size):
                 yield [t[start:start + self.batch_size] for t in self.tensors]
+
+
+class LimitedBatches:
+    """The first ``count`` batches of a DataLoader per pass (``trainer.limit_*_batches``);
+    other attributes (``dataset``, ``collate_fn``) are the loader's."""
+
+    def __init__(self, loader: Any, count: int) -> None:
+        self.loader, self.count = loader, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Any]:
+        import itertools
+
+        return itertools.islice(iter(self.loader), self.count)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["loader"], name)
+
+
+def batch_count(limit: int | float, available: int, where: str) -> int:
+    """How many of ``available`` batches a limit keeps: an int is a number (all, at most),
+    a float a fraction, rounded down as Lightning does; a fraction that keeps no batch is
+    an input error naming ``where``."""
+    if isinstance(limit, float):
+        count = int(available * limit)
+        if count == 0 and available:
+            raise UserInputError(f"{where}: {limit} of {available} batches is no batch; give at least "
+                                 f"{1 / available:.4g}, or a number of batches")
+        return count
+    return min(limit, available)
+
+
+def batch_limits(trainer: Any) -> tuple[tuple[str, int | float], tuple[str, int | float]]:
+    """``((where, limit), (where, limit))`` for the train and val batches of a run:
+    ``fast_dev_run``'s N for both; none while ``overfit_batches`` is on (it chose the
+    batches already); else ``limit_train_batches`` and ``limit_val_batches``."""
+    if trainer.fast_dev_run:
+        count = 1 if trainer.fast_dev_run is True else trainer.fast_dev_run
+        return ("trainer.fast_dev_run", count), ("trainer.fast_dev_run", count)
+    if trainer.overfit_batches:
+        return ("trainer.overfit_batches", 1.0), ("trainer.overfit_batches", 1.0)
+    return ("trainer.limit_train_batches", trainer.limit_train_batches), \
+        ("trainer.limit_val_batches", trainer.limit_val_batches)
+
+
+def limit_batches(batches: Any, limit: int | float, where: str) -> Any:
+    """``batches`` cut to ``limit`` per pass (see :func:`batch_count`); the same object when nothing is cut."""
+    if batches is None:
+        return None
+    count = batch_count(limit, len(batches), where)
+    if count >= len(batches):
+        return batches
+    if isinstance(batches, TensorBatches):
+        return TensorBatches(batches.tensors, batches.batch_size, batches.shuffle, batches.generator, count)
+    return LimitedBatches(batches, count)
+
+
+def overfit_subset(train: Any, spec: RunSpec) -> Any:
+    """The samples of the first ``trainer.overfit_batches`` training batches (unshuffled)."""
+    from torch.utils.data import Subset
+
+    size, per_batch = len(train), spec.data.batch_size
+    count = batch_count(spec.trainer.overfit_batches, math.ceil(size / per_batch), "trainer.overfit_batches")
+    keep = min(size, count * per_batch)
+    if isinstance(train, Subset):
+        return Subset(train.dataset, list(train.indices[:keep]))
+    return Subset(train, range(keep))
 
 
 def to_device(batch: Any, device: Any, dtype: Any = None) -> Any:
@@ -143,6 +216,10 @@ def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any,
 
     data = spec.data
     train, val = split(dataset, spec)
+    shuffle, overfit = data.shuffle, bool(spec.trainer.overfit_batches)
+    if overfit:  # the same first batches every epoch, validated on themselves
+        train = val = overfit_subset(train, spec)
+        shuffle = False
     in_memory = isinstance(dataset, TensorDataset) and data.num_workers == 0 and transforms == (None, None)
     if in_memory:
         def part(subset: Any, shuffle: bool) -> TensorBatches | None:
@@ -151,7 +228,8 @@ def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any,
             tensors = [t[subset.indices].to(device) for t in dataset.tensors]
             return TensorBatches(tensors, data.batch_size, shuffle, generator)
 
-        return part(train, data.shuffle), part(val, False)
+        train_batches = part(train, shuffle)
+        return train_batches, train_batches if overfit else part(val, False)
     train_transform, val_transform = transforms
     if train_transform is not None:
         train = Transformed(train, train_transform)
@@ -160,5 +238,5 @@ def split_and_batch(dataset: Any, spec: RunSpec, device: Any, generator: Any,
     options = {"batch_size": data.batch_size, "num_workers": data.num_workers, "collate_fn": dataset_collate(dataset),
                "pin_memory": device.type == "cuda" if data.pin_memory is None else data.pin_memory,
                "persistent_workers": data.persistent_workers and data.num_workers > 0}
-    loader = DataLoader(train, shuffle=data.shuffle, generator=generator, **options)
+    loader = DataLoader(train, shuffle=shuffle, generator=generator, **options)
     return loader, DataLoader(val, shuffle=False, **options) if val is not None else None

@@ -11,6 +11,8 @@ at epoch ends; run hooks nobody configured are never called.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, NoReturn
 
 from torchtk.core.assembly import Parts, build_parts
 from torchtk.core.checkpoint import CheckpointService
+from torchtk.core.data import batch_limits
 from torchtk.core.distributed import Placement, placement_for
 from torchtk.core.errors import RunFailed, RunInterrupted, TorchtkError, UserInputError, sigterm_as_interrupt
 from torchtk.core.loop import evaluate, train_epoch
@@ -42,6 +45,8 @@ class RunResult:
     monitor: str
     stopped_early: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
+    fast_dev_run: int = 0  # batches of train and val a fast_dev_run ran (0: a normal run)
+    kept: bool = True  # False: the run directory was temporary and is gone (fast_dev_run)
 
     @property
     def best_value(self) -> float:
@@ -66,6 +71,7 @@ class Run:
                                 log_every_n_steps=self.spec.trainer.log_every_n_steps)
         self.checkpoints = self.state.checkpoints = CheckpointService(parts, self.state, self.run_dir, self.placement)
         self.epoch_seconds: list[float] = []
+        self._epoch_end_hooks: dict[frozenset[str], Any] = {}
 
     # what tests and plugins read of a run
     optimizer = property(lambda self: self.parts.optimizer)
@@ -84,10 +90,11 @@ class Run:
         spec, state, hooks = self.spec, self.state, self.parts.hooks
         if self.placement.is_main:
             self.run_dir.write_spec(spec.model_dump(mode="json"))
-        device, precision = self.parts.device, self.parts.precision_name
-        self.run_dir.log(f"start: epochs {start_epoch}..{spec.trainer.epochs}, device {device}, precision {precision}, "
-                         f"{self.parts.info.batches_per_epoch} batches per epoch")
-        self.reporter.start(self.run_dir.path, spec.trainer.epochs, self.parts.info.batches_per_epoch, start_epoch,
+        device, precision, info = self.parts.device, self.parts.precision_name, self.parts.info
+        # epochs and batches after the dev-run switches
+        self.run_dir.log(f"start: epochs {start_epoch}..{info.epochs}, device {device}, precision {precision}, "
+                         f"{info.batches_per_epoch} batches per epoch")
+        self.reporter.start(self.run_dir.path, info.epochs, info.batches_per_epoch, start_epoch,
                             setup=f"{device}, {precision}")
         for note in self.parts.notes:  # what the build did: weights loaded, tensors a policy froze
             self._log(note)
@@ -97,7 +104,7 @@ class Run:
         if hooks.on_fit_start:
             hooks.on_fit_start(state)
         try:
-            for epoch in range(start_epoch, spec.trainer.epochs + 1):
+            for epoch in range(start_epoch, info.epochs + 1):
                 self.end_epoch(self.run_epoch(epoch))
                 if state.should_stop:
                     break
@@ -127,7 +134,7 @@ class Run:
                                self.spec.trainer.log_every_n_steps))
         if state.epoch_values:  # columns callbacks add (grad_norm): one host read per epoch
             row.update({key: float(value) for key, value in state.epoch_values.items()})
-        if parts.val is not None:
+        if parts.val is not None and parts.info.validates(epoch):  # trainer.val_every_n_epochs
             if hooks.on_validation_start:
                 hooks.on_validation_start(state)
             row.update(evaluate(parts, parts.val, self.placement))
@@ -141,12 +148,29 @@ class Run:
                 raise RunFailed(f"{key} became {row[key]} in epoch {epoch}. " + self.checkpoints.last_good())
         state.metrics = row
         state.history.append(row)
-        for scheduled in parts.schedulers:
-            if scheduled.interval == "epoch":
+        for scheduled in parts.schedulers:  # one that needs a metric steps on the epochs that log it
+            if scheduled.interval == "epoch" and (not scheduled.needs_metric or scheduled.monitor in row):
                 scheduled.step(row)
-        if hooks.on_epoch_end:
-            hooks.on_epoch_end(state)
+        on_epoch_end = self.epoch_end_hooks(row)
+        if on_epoch_end:
+            on_epoch_end(state)
         return row
+
+    def epoch_end_hooks(self, row: dict[str, float]) -> Any:
+        """``on_epoch_end`` of the callbacks to call after ``row``: all of them, except, on an
+        epoch that did not validate (``trainer.val_every_n_epochs``), those whose ``monitor``
+        this row does not log (early stopping, a checkpoint policy): their decisions are
+        taken on validated epochs only."""
+        skipped = frozenset(key for key, callback in self.parts.callbacks.items()
+                            if isinstance(getattr(callback, "monitor", None), str) and callback.monitor not in row)
+        if not skipped:
+            return self.parts.hooks.on_epoch_end
+        if skipped not in self._epoch_end_hooks:
+            from torchtk.core.run_hooks import RunHooks
+
+            kept = [callback for key, callback in self.parts.callbacks.items() if key not in skipped]
+            self._epoch_end_hooks[skipped] = RunHooks(kept).on_epoch_end
+        return self._epoch_end_hooks[skipped]
 
     def learning_rates(self) -> dict[str, float]:
         """The lr of every param group used by the epoch's last optimizer update, logged
@@ -158,7 +182,7 @@ class Run:
     def end_epoch(self, row: dict[str, float]) -> None:
         """Track the best epoch, write the checkpoints, history, metrics and log line."""
         trainer, state = self.spec.trainer, self.state
-        value = row[trainer.monitor]
+        value = row.get(trainer.monitor, math.nan)  # absent on an epoch that did not validate: no best then
         best = state.best_value
         improved = math.isfinite(value) and (best is None or (value < best if trainer.mode == "min" else value > best))
         if improved:
@@ -222,13 +246,33 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
         raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
+    trainer = resolved.spec.trainer
+    if trainer.fast_dev_run and resume_dir is not None:
+        raise UserInputError("trainer.fast_dev_run: a dev run does not resume a run; drop --resume or set it to false")
+    scratch = None
+    try:
+        if trainer.fast_dev_run and not trainer.keep_dev_run:  # nothing kept: the run directory is temporary
+            scratch = Path(tempfile.mkdtemp(prefix=f"torchtk-{resolved.spec.name}-dev-"))
+        result = _train(resolved, registry, reporter, resume_dir, scratch,
+                        str(spec) if isinstance(spec, (str, Path)) and not overrides else None)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if trainer.fast_dev_run:
+        result.fast_dev_run, result.kept = batch_limits(trainer)[0][1], scratch is None
+    return result
+
+
+def _train(resolved: ResolvedSpec, registry: Registry, reporter: Reporter | None, resume_dir: Path | None,
+           scratch: Path | None, source: str | None) -> RunResult:
+    """Build the run (in ``scratch``, a temporary directory, when given), restore it, fit it."""
     with sigterm_as_interrupt():
         try:
-            run = Run(resolved, registry, reporter or Reporter(), resume_dir)
+            run_dir = new_run_dir(scratch, resolved.spec.name) if scratch is not None else resume_dir
+            run = Run(resolved, registry, reporter or Reporter(), run_dir)
         except KeyboardInterrupt:
             raise RunInterrupted("interrupted while building the run; nothing was written") from None
-        # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
-        run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides else None
+        run.checkpoints.source = source  # how to continue this run: the spec the user named, else spec.json
         try:
             start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
             return run.fit(start)

@@ -365,6 +365,9 @@ def on_epoch_end(state: TrainState) -> None:
 
     ``state.metrics`` holds this epoch's logged values (``train_loss``, ``val_loss``,
     ``val_<metric>``). Set ``state.should_stop = True`` to end training after this epoch.
+    On an epoch that did not validate (``trainer.val_every_n_epochs``) the ``val_*``
+    values are absent, and a callback whose ``monitor`` attribute names one of them is not
+    called: decisions on a monitored value are taken on validated epochs only.
 
     :param state: The live :class:`torchtk.TrainState`.
     :returns: Nothing.

@@ -130,9 +130,7 @@ class RunDir:
         atomic_write_text(self.path / "spec.json", json.dumps(spec_json, indent=2) + "\n")
 
     def write_history(self, history: list[dict[str, float]]) -> None:
-        columns: list[str] = []
-        for row in history:
-            columns += [key for key in row if key not in columns]
+        columns = merged_columns(history)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -189,6 +187,20 @@ class RunDir:
         finally:
             plt.close(fig)
         return path
+
+
+def merged_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of ``rows``, each placed after the key it follows in its row, so a column
+    that appears later (``val_*`` of the first validated epoch, ``lr/<group>`` of a group
+    that joined) still sits where a full row has it; its cells before are empty."""
+    columns: list[str] = []
+    for row in rows:
+        previous = None
+        for key in row:
+            if key not in columns:
+                columns.insert(columns.index(previous) + 1 if previous is not None else 0, key)
+            previous = key
+    return columns
 
 
 def _finite(value: Any) -> Any:

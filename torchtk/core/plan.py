@@ -180,8 +180,9 @@ def _step_through(parts: Any, log: list[str]) -> tuple[list[Update], dict[str, i
             for scheduled in parts.schedulers:
                 if scheduled.interval == "step":
                     scheduled.step()
-        for scheduled in parts.schedulers:
-            if scheduled.interval == "epoch":
+        for scheduled in parts.schedulers:  # as a run: one that needs a metric steps on validated epochs only
+            validated = info.validates(epoch) or not scheduled.monitor.startswith("val_")
+            if scheduled.interval == "epoch" and (not scheduled.needs_metric or validated):
                 scheduled.step({scheduled.monitor: _improving(scheduled.scheduler, epoch)})
     width = len(param_groups)
     for update in updates:  # groups that joined later: 0 before (frozen parameters do not train)

@@ -18,10 +18,15 @@ class RunInfo:
     steps_per_epoch: int
     batches_per_epoch: int
     accumulate: int = 1
+    val_every_n_epochs: int = 1
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) validates: every ``val_every_n_epochs``-th, and the last."""
+        return epoch % self.val_every_n_epochs == 0 or epoch == self.epochs
 
 
 @dataclass

@@ -13,9 +13,9 @@ Schema are all derived from it, so a new slot is added in one place (and as a fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -135,6 +135,10 @@ COMPONENT_SLOTS = frozenset(field for field in SLOT_BY_FIELD if "." not in field
 ONE_OR_MANY = frozenset(slot.field for slot in SLOTS if slot.one_or_many)
 
 
+# a number of batches (int >= 1) or a fraction of them (float in (0, 1]), as Lightning's limit_*_batches
+BatchLimit = Union[Annotated[int, Field(ge=1)], Annotated[float, Field(gt=0, le=1)]]
+
+
 class TrainerSpec(_Strict):
     """How long, where, and what to keep."""
 
@@ -146,6 +150,44 @@ class TrainerSpec(_Strict):
     accumulate_grad_batches: int = Field(1, ge=1, description="Batches whose gradients are summed per optimizer update.")
     log_every_n_steps: int = Field(20, ge=1, description="How often the live loss is read from the device.")
     progress: bool = Field(True, description="Show a progress bar on a terminal.")
+    # dev-run switches (Lightning's names); the data step applies them (torchtk.core.data.batch_limits)
+    fast_dev_run: Union[bool, Annotated[int, Field(ge=1)]] = Field(
+        False, description="Smoke test: one epoch of N batches of train and val (true: 1), nothing kept unless "
+                           "keep_dev_run.")
+    keep_dev_run: bool = Field(False, description="With fast_dev_run, keep the run directory under output_dir "
+                                                  "(default: a temporary directory, removed at the end).")
+    limit_train_batches: BatchLimit = Field(1.0, description="Training batches per epoch: a number >= 1, or a "
+                                                             "fraction in (0, 1] of them.")
+    limit_val_batches: BatchLimit = Field(1.0, description="Validation batches per pass: a number >= 1, or a "
+                                                           "fraction in (0, 1] of them.")
+    overfit_batches: Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0, le=1)]] = Field(
+        0, description="Train on the same first N batches (or fraction) every epoch, unshuffled, and validate on "
+                       "them (0: off); overrides the limits.")
+    val_every_n_epochs: int = Field(1, ge=1, description="Validate every N epochs, and always after the last one.")
+
+    @field_validator("limit_train_batches", "limit_val_batches", mode="before")
+    @classmethod
+    def _batch_limit(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                value >= 1 if isinstance(value, int) else 0 < value <= 1):
+            hint = " (no validation at all: data.val_split 0)" if info.field_name == "limit_val_batches" else ""
+            raise ValueError(f"give a number of batches >= 1 or a fraction in (0, 1]{hint}")
+        return value
+
+    @field_validator("overfit_batches", mode="before")
+    @classmethod
+    def _overfit(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                value >= 0 if isinstance(value, int) else 0 <= value <= 1):
+            raise ValueError("give a number of batches >= 1, a fraction in (0, 1], or 0 (off)")
+        return value
+
+    @field_validator("fast_dev_run", mode="before")
+    @classmethod
+    def _fast_dev_run(cls, value: Any) -> Any:
+        if not isinstance(value, bool) and not (isinstance(value, int) and value >= 1):
+            raise ValueError("give true (one batch), a number of batches >= 1, or false (off)")
+        return value
 
 
 class RunSpec(_Strict):
