@@ -86,7 +86,8 @@ class Run:
             self.run_dir.write_spec(spec.model_dump(mode="json"))
         self.run_dir.log(f"start: epochs {start_epoch}..{spec.trainer.epochs}, device {self.parts.device}, "
                          f"{self.parts.info.batches_per_epoch} batches per epoch")
-        self.reporter.start(self.run_dir.path, spec.trainer.epochs, self.parts.info.batches_per_epoch, start_epoch)
+        self.reporter.start(self.run_dir.path, spec.trainer.epochs, self.parts.info.batches_per_epoch, start_epoch,
+                            batch_size=spec.data.batch_size * self.placement.world_size)
         for note in self.parts.notes:  # what the build did: weights loaded, tensors a policy froze
             self._log(note)
         if state.should_stop and start_epoch > 1:
@@ -106,7 +107,7 @@ class Run:
         finally:
             self.reporter.finish()
         if self.placement.is_main:
-            self.run_dir.write_curves(state.history)
+            self.run_dir.write_curves(state.history, spec.name, spec.trainer.monitor, state.best_row.get("epoch"))
         self.run_dir.log("done")
         return self.result()
 
@@ -151,7 +152,8 @@ class Run:
         as ``lr`` (one group) or ``lr/<group name>``. Per-update schedulers have already
         stepped past it when the epoch ends, so the stepper took it before that step."""
         snapshot, self.state.last_update_lrs = self.state.last_update_lrs, None
-        return snapshot if snapshot is not None else current_lrs(self.parts.optimizer, self.parts.per_group_lrs)
+        parts = self.parts
+        return snapshot if snapshot is not None else current_lrs(parts.optimizer, parts.per_group_lrs, parts.model)
 
     def end_epoch(self, row: dict[str, float]) -> None:
         """Track the best epoch, write the checkpoints, history, metrics and log line."""
@@ -172,7 +174,7 @@ class Run:
                 summary.update(state.summary_extras)
             self.run_dir.write_metrics(summary)
             self.run_dir.log(f"epoch {row['epoch']} " + " ".join(f"{k}={v!r}" for k, v in row.items() if k != "epoch"))
-        self.reporter.epoch_end(row)
+        self.reporter.epoch_end(row, best=improved)
         if state.epoch_notes:  # what callbacks decided about this epoch, after its row
             for note in state.epoch_notes:
                 self._log(note)
