@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 
 import pytest
 
-from torchtk.core.progress import PlainReporter, Pace, RichReporter, clock_time, epoch_time, throughput, wrapped_fields
+from typing import Any
+
+from torchtk.core.progress import PlainReporter, Pace, Reporter, RichReporter, clock_time, epoch_time, throughput, wrapped_fields
 
 
 class ClosedPipe(io.StringIO):
@@ -234,3 +237,35 @@ def test_plain_reporter_shows_time_and_best():
 def test_wrapped_fields_end_with_the_marker():
     lines = wrapped_fields({"epoch": 2, "train_loss": 0.5, "val_loss": 0.25}, 3, 32, marker="best")
     assert lines == ["epoch 2/3  train_loss=0.5000", "           val_loss=0.2500  best"]
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def start(self, run_dir, epochs, batches, first_epoch=1, *, batch_size=None, **others):
+        self.calls.append(("start", (epochs, batches, first_epoch, batch_size)))
+
+    def progress(self, batches_done, loss):
+        self.calls.append(("progress", batches_done))
+
+    def epoch_end(self, row, *, best=False):
+        self.calls.append(("epoch_end", (row["epoch"], best)))
+
+
+def test_the_engine_passes_the_batch_size_and_the_best_row_and_calls_only_at_intervals(small_spec, monkeypatch):
+    import torchtk
+    from torchtk.core import curves
+
+    drawn = {}
+    monkeypatch.setattr(curves, "write_curves", lambda path, history, *args: drawn.update(args=args))
+    spec = {**small_spec, "trainer": {**small_spec["trainer"], "epochs": 4, "log_every_n_steps": 5,
+                                      "monitor": "val_loss", "mode": "min"}}
+    recorder = Recorder()
+    result = torchtk.train(spec, reporter=recorder)
+    assert recorder.calls[0] == ("start", (4, 12, 1, 50))  # 600 training samples in batches of 50
+    assert [c[1] for c in recorder.calls if c[0] == "progress"] == [5, 10, 12] * 4  # never per batch
+    losses = [row["val_loss"] for row in result.history]
+    marked = [best for name, (_, best) in (c for c in recorder.calls if c[0] == "epoch_end")]
+    assert marked == [v < min(losses[:i], default=math.inf) for i, v in enumerate(losses)]
+    assert drawn["args"] == ("rings-small", "val_loss", result.best["epoch"])
