@@ -68,10 +68,11 @@ def test_a_constant_lr_gets_no_panel_and_the_title_says_it():
     fig = curves_figure(history([0.01] * 4), name="rings")
     assert "learning rate" not in axes_by_title(fig)
     assert "lr 0.01 (constant)" in fig._suptitle.get_text()
-    groups = [{"lr/head": 0.003, "lr/backbone": 0.001}] * 4
+    groups = [{"lr/head": 0.003}, {"lr/head": 0.003}, {"lr/head": 0.003, "lr/backbone": 0.001},
+              {"lr/head": 0.003, "lr/backbone": 0.001}]
     fig = curves_figure(history(groups), name="ft")
     assert "learning rate" not in axes_by_title(fig)
-    assert "lr constant: lr/head 0.003, lr/backbone 0.001" in fig._suptitle.get_text()
+    assert "lr constant: head 0.003, backbone 0.001 from epoch 3" in fig._suptitle.get_text()
 
 
 def test_param_groups_are_plotted_by_name_including_one_that_joins_later():

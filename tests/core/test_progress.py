@@ -122,6 +122,7 @@ def test_pace_estimates_samples_per_second_and_the_whole_runs_remaining_time():
     assert pace.progress(50) == (pytest.approx(1000.0), pytest.approx(4 * 5.0))  # training pass done after 5 s
     clock.tick(1.0)  # validation and checkpoints
     assert pace.epoch_end() == pytest.approx(6.0)
+    assert pace.left() == pytest.approx(4 * 6.0)  # between epochs: 4 more as long as this one
     pace.epoch_start(2)
     clock.tick(1.0)
     speed, left = pace.progress(20)  # faster now: 0.05 s a batch
@@ -169,6 +170,9 @@ def test_progress_bar_shows_samples_per_second_and_a_countdown_to_the_runs_end()
         assert "1,000 samples/s" in bar and "eta 0:00:13" in bar
         clock.tick(4.0)  # the refresh thread counts down between the reporter's calls
         assert "eta 0:00:09" in _bar_text(reporter, 100)
+        clock.tick(1.0)
+        reporter.epoch_end({"epoch": 1, "train_loss": 0.5})  # epoch 1 took 7 s: 2 more of those
+        assert "eta 0:00:14" in _bar_text(reporter, 100)
     finally:
         reporter.finish()
 

@@ -58,24 +58,27 @@ def _values(history: list[dict[str, Any]], key: str) -> list[float]:
     return [float(row[key]) if isinstance(row.get(key), (int, float)) else math.nan for row in history]
 
 
-def constant_lrs(history: list[dict[str, Any]], keys: list[str]) -> dict[str, float] | None:
-    """``{column: value}`` when every lr column holds one value all run, else ``None``."""
+def constant_lrs(history: list[dict[str, Any]], keys: list[str]) -> dict[str, tuple[float, int]] | None:
+    """``{column: (value, first epoch)}`` when every lr column holds one value all run (a
+    group that joins later: from the epoch it joined), else ``None``."""
     found = {}
     for key in keys:
-        values = {v for v in _values(history, key) if math.isfinite(v)}
-        if len(values) > 1:
+        values = [(v, row["epoch"]) for v, row in zip(_values(history, key), history) if math.isfinite(v)]
+        if len({v for v, _ in values}) > 1:
             return None
-        found[key] = values.pop() if values else math.nan
+        found[key] = values[0] if values else (math.nan, history[0]["epoch"])
     return found
 
 
-def _title(name: str | None, best: tuple[str, int, float] | None, constant: dict[str, float] | None) -> str:
+def _title(name: str | None, best: tuple[str, int, float] | None,
+           constant: dict[str, tuple[float, int]] | None, first_epoch: int) -> str:
     parts = [name or "run"]
     if best is not None:
         parts.append(f"best {best[0]} {best[2]:.4g} at epoch {best[1]}")
     if constant:
-        lrs = ", ".join(f"{key} {value:.3g}" if key != "lr" else f"{value:.3g}" for key, value in constant.items())
-        parts.append(f"lr constant: {lrs}" if len(constant) > 1 else f"lr {lrs} (constant)")
+        lrs = [(f"{key.removeprefix('lr/')} {value:.3g}" if key != "lr" else f"{value:.3g}")
+               + (f" from epoch {epoch}" if epoch > first_epoch else "") for key, (value, epoch) in constant.items()]
+        parts.append(f"lr constant: {', '.join(lrs)}" if len(constant) > 1 else f"lr {lrs[0]} (constant)")
     return "  |  ".join(parts)
 
 
@@ -117,9 +120,9 @@ def curves_figure(history: list[dict[str, Any]], name: str | None = None, monito
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if columns:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, handlelength=3.5)
     best = (monitor, best_epoch, float(best_row[monitor])) if best_row is not None and monitor in best_row else None
-    fig.suptitle(_title(name, best, constant), fontsize=10)
+    fig.suptitle(_title(name, best, constant, epochs[0]), fontsize=10, wrap=True)
     fig.tight_layout()
     return fig
 

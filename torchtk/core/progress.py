@@ -122,6 +122,10 @@ class Pace:
         self.last_epoch, self.last_tail, self.started = seconds, max(seconds - trained, 0.0), None
         return seconds
 
+    def left(self) -> float | None:
+        """Seconds left in the run between epochs: the epochs to come at the last one's length."""
+        return None if self.last_epoch is None else max(self.epochs - self.epoch, 0) * self.last_epoch
+
 
 def clock_time(seconds: float) -> str:
     """``0:01:05``: hours, minutes, seconds (as rich's time columns)."""
@@ -274,6 +278,9 @@ class RichReporter(Reporter):
         from rich.table import Table
 
         seconds = self.pace.epoch_end() if self.pace is not None else None
+        if seconds is not None:  # the countdown goes on from the finished epoch's length until the next call
+            self.finish_at = self.clock() + self.pace.left()
+            self.progress_bar.update(self.task, finish_at=self.finish_at)
         new = [c for c in row if c not in self.columns]
         show_header = bool(new) or not self.columns  # a column that joins later gets the header again
         self.columns += new
