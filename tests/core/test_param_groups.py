@@ -12,8 +12,9 @@ from pydantic import Field
 import torchtk
 from torchtk import Component, Params, hookimpl
 from torchtk.core.errors import UserInputError
-from torchtk.core.param_groups import merge_groups
+from torchtk.core.param_groups import group_names, held_name, merge_groups
 from torchtk.core.plan import compute_plan
+from torchtk.core.stepper import current_lrs
 from torchtk.testing import registry_with
 
 
@@ -120,3 +121,46 @@ def test_a_rule_that_is_not_a_dict_is_an_input_error_naming_the_policy(small_spe
     spec["freeze"] = ["freeze", {"name": "bad_rule", "params": {"name": "x"}}]
     with pytest.raises(UserInputError, match=r"freeze\[1\]: group rule 0 must be a dict"):
         torchtk.train(spec, registry=registry_with(rule_plugin()))
+
+
+# -- groups without a name are named by what they hold ------------------------------------------------------
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["layer4.0.conv1.weight", "layer4.1.bn.bias"], "layer4"),
+    (["backbone.layer1.0.weight", "backbone.layer1.1.weight"], "backbone.layer1"),
+    (["fc.weight", "fc.bias"], "fc"),
+    (["conv1.weight", "conv2.weight", "conv2.bias"], "conv1+conv2"),
+    (["a.w", "b.w", "c.w", "d.w"], "a..d"),
+    (["weight", "bias"], "weight+bias"),  # a model that is one layer: its tensors' own names
+    ([], "default"), ([""], "default"),
+])
+def test_held_name_says_what_a_group_holds(names, expected):
+    assert held_name(names) == expected
+
+
+def test_a_rule_without_a_name_is_named_by_its_parameters():
+    model = net()
+    groups = merge_groups(model, [("freeze[0]", {"params": list(model[2].parameters()), "lr": 1e-3})])
+    assert [g["name"] for g in groups] == ["default", "2"]
+
+
+def test_a_group_added_without_a_name_is_named_by_what_it_holds():
+    model = net()
+    optimizer = torch.optim.SGD([{"params": list(model[0].parameters()), "name": "default"}], lr=0.1)
+    optimizer.add_param_group({"params": list(model[2].parameters())})
+    assert group_names(optimizer, model) == ["default", "2"]
+    assert group_names(optimizer) == ["default", "group1"]  # without the model: nothing to go by
+    optimizer.add_param_group({"params": [model[2].bias.detach().clone().requires_grad_()]})
+    assert group_names(optimizer, model) == ["default", "2", "default_2"]  # holds no tensor of the model
+    assert current_lrs(optimizer, model=model) == {"lr/default": 0.1, "lr/2": 0.1, "lr/default_2": 0.1}
+
+
+def test_unnamed_rules_get_their_names_in_history_and_plan(small_spec):
+    registry = registry_with(rule_plugin())
+    spec = copy.deepcopy(small_spec)
+    spec["freeze"] = [{"name": "rule", "params": {"name": "", "prefix": "2.", "lr": 0.001}}]
+    spec["trainer"]["epochs"] = 1
+    assert compute_plan(spec, registry=registry).groups == ["default", "2"]
+    row = torchtk.train(spec, registry=registry).history[0]
+    assert {k for k in row if k.startswith("lr")} == {"lr/default", "lr/2"}

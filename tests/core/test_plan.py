@@ -86,3 +86,42 @@ def test_tk_plan_bad_spec_exits_2(tk, spec_file, small_spec):
     result = tk("plan", spec_file(small_spec))
     assert result.exit_code == 2
     assert "scheduler[0].params.lr_lambda" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_lr_png_scale_is_log_when_the_lr_spans_a_decade_or_when_asked():
+    plan = compute_plan("rings-warmup-cosine")  # 0.2 down to 0.0018: more than a decade
+    assert plan.figure().axes[0].get_yscale() == "log"
+    assert plan.figure(log_scale=False).axes[0].get_yscale() == "linear"
+    flat = compute_plan("rings", overrides=["trainer.epochs=5"])  # step decay after 10 epochs: constant here
+    assert flat.figure().axes[0].get_yscale() == "linear"
+    assert flat.figure(log_scale=True).axes[0].get_yscale() == "log"
+    assert "(log scale)" in plan.figure().axes[0].get_ylabel()
+
+
+def test_tk_plan_log_scale_options(tk, tmp_path):
+    for option in ("--log-scale", "--linear-scale"):
+        result = tk("plan", "rings", "--set", "trainer.epochs=2", "-o", tmp_path / f"{option}.png", option)
+        assert result.exit_code == 0, result.stderr
+        assert (tmp_path / f"{option}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_table_says_which_updates_it_samples(tk, tmp_path):
+    plan = compute_plan("rings-warmup-cosine")
+    assert plan.sample_sentence() == "rows: the first update of 12 of the 20 epochs, and the last (980)"
+    assert [u.update for u in plan.sample()][:3] == [1, 99, 148] and len(plan.sample()) == 13
+    short = compute_plan("rings", overrides=["trainer.epochs=5"])
+    assert short.sample_sentence() == "rows: every 49th of 245 updates (each epoch's first) and the last"
+    assert [u.update for u in short.sample()] == [1, 50, 99, 148, 197, 245]
+    shown = tk("plan", "rings-warmup-cosine", "-o", tmp_path / "lr.png")
+    assert "rows: the first update of 12 of the 20 epochs, and the last (980)" in shown.stdout
+
+
+def test_sample_sentence_for_one_update_per_epoch_and_ordinals(small_spec):
+    from torchtk.core.plan import _ordinal
+
+    spec = copy.deepcopy(small_spec)
+    spec["trainer"]["accumulate_grad_batches"] = 12  # 12 batches: one update per epoch
+    plan = compute_plan(spec)
+    assert plan.run.steps_per_epoch == 1 and plan.sample_sentence() == "rows: every update (3)"
+    assert [_ordinal(n) for n in (2, 3, 11, 12, 21, 49, 101, 112)] == \
+        ["2nd", "3rd", "11th", "12th", "21st", "49th", "101st", "112th"]

@@ -152,7 +152,7 @@ class Parts:
 
     @property
     def group_names(self) -> list[str]:
-        return group_names(self.optimizer)
+        return group_names(self.optimizer, self.model)
 
     @property
     def per_group_lrs(self) -> bool:

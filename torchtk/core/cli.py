@@ -282,6 +282,9 @@ def plan(
     overrides: Optional[List[str]] = SET_OPTION,
     output: str = typer.Option("lr.png", "--output", "-o", metavar="PNG", help="Where to write the lr plot."),
     as_json: bool = typer.Option(False, "--json", help="Print every update's lr and weight decay as JSON."),
+    log_scale: Optional[bool] = typer.Option(None, "--log-scale/--linear-scale",
+                                             help="The plot's lr axis (default: log when the lr spans more than "
+                                                  "a decade)."),
 ) -> None:
     """Show the lr (and weight decay) of every param group at every optimizer update, without training."""
     from rich.table import Table
@@ -290,7 +293,7 @@ def plan(
 
     result = compute_plan(spec, overrides=overrides)
     try:
-        png = result.write_png(output)
+        png = result.write_png(output, log_scale)
     except OSError as exc:
         raise UserInputError(f"--output {output}: cannot write the plot there: {exc.strerror or exc}") from None
     if as_json:
@@ -301,6 +304,7 @@ def plan(
     console.print(f"[bold]{result.name}[/bold]: {len(result.updates)} updates = {run.epochs} epochs x "
                   f"{run.steps_per_epoch} ({run.batches_per_epoch} batches, accumulate {run.accumulate})")
     console.print(f"schedulers: {schedulers}", markup=False)
+    console.print(result.sample_sentence(), markup=False)
     table = Table("update", "epoch", *(f"lr {g}" for g in result.groups), box=None)
     for update in result.sample():
         table.add_row(str(update.update), str(update.epoch), *(f"{lr:.6g}" for lr in update.lr))

@@ -95,7 +95,7 @@ class Run:
         self.run_dir.log(f"start: epochs {start_epoch}..{info.epochs}, device {device}, precision {precision}, "
                          f"{info.batches_per_epoch} batches per epoch")
         self.reporter.start(self.run_dir.path, info.epochs, info.batches_per_epoch, start_epoch,
-                            setup=f"{device}, {precision}")
+                            setup=f"{device}, {precision}", batch_size=spec.data.batch_size * self.placement.world_size)
         for note in self.parts.notes:  # what the build did: weights loaded, tensors a policy froze
             self._log(note)
         if state.should_stop and start_epoch > 1:
@@ -115,7 +115,7 @@ class Run:
         finally:
             self.reporter.finish()
         if self.placement.is_main:
-            self.run_dir.write_curves(state.history)
+            self.run_dir.write_curves(state.history, spec.name, spec.trainer.monitor, state.best_row.get("epoch"))
         self.run_dir.log("done")
         return self.result()
 
@@ -177,7 +177,8 @@ class Run:
         as ``lr`` (one group) or ``lr/<group name>``. Per-update schedulers have already
         stepped past it when the epoch ends, so the stepper took it before that step."""
         snapshot, self.state.last_update_lrs = self.state.last_update_lrs, None
-        return snapshot if snapshot is not None else current_lrs(self.parts.optimizer, self.parts.per_group_lrs)
+        parts = self.parts
+        return snapshot if snapshot is not None else current_lrs(parts.optimizer, parts.per_group_lrs, parts.model)
 
     def end_epoch(self, row: dict[str, float]) -> None:
         """Track the best epoch, write the checkpoints, history, metrics and log line."""
@@ -198,7 +199,7 @@ class Run:
                 summary.update(state.summary_extras)
             self.run_dir.write_metrics(summary)
             self.run_dir.log(f"epoch {row['epoch']} " + " ".join(f"{k}={v!r}" for k, v in row.items() if k != "epoch"))
-        self.reporter.epoch_end(row)
+        self.reporter.epoch_end(row, best=improved)
         if state.epoch_notes:  # what callbacks decided about this epoch, after its row
             for note in state.epoch_notes:
                 self._log(note)

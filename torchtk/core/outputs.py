@@ -1,4 +1,4 @@
-"""A run's directory: spec.json, train.log, history.csv, metrics.json, checkpoints, curves.
+"""A run's directory: spec.json, train.log, history.csv, metrics.json, checkpoints, curves.png.
 
 Every file that matters after a crash is written atomically (temporary file + rename),
 so an interrupted run always keeps its last good checkpoint. Large files (checkpoints,
@@ -152,41 +152,13 @@ class RunDir:
             torch.save(payload, handle)
         return path
 
-    def write_curves(self, history: list[dict[str, float]]) -> Path | None:
-        """Loss, metric and learning-rate curves per epoch in ``curves.png``."""
-        if not history:
-            return None
-        import matplotlib
+    def write_curves(self, history: list[dict[str, float]], name: str | None = None, monitor: str | None = None,
+                     best_epoch: int | None = None) -> Path | None:
+        """Loss, metric and learning-rate curves per epoch in ``curves.png`` (see
+        :mod:`torchtk.core.curves`)."""
+        from torchtk.core.curves import write_curves
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-
-        epochs = [row["epoch"] for row in history]
-        keys = [k for k in history[-1] if k != "epoch"]
-        panels = [
-            ("loss", [k for k in keys if "loss" in k]),
-            ("metrics", [k for k in keys if k.startswith("val_") and "loss" not in k]),
-            ("learning rate", [k for k in keys if k == "lr" or k.startswith("lr/")]),
-        ]
-        panels = [(title, ks) for title, ks in panels if ks]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-        for ax, (title, ks) in zip(axes[0], panels):
-            for key in ks:
-                ax.plot(epochs, [row.get(key, math.nan) for row in history], marker=".", label=key)
-            ax.set_title(title)
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = self.path / "curves.png"
-        try:
-            with atomic_writer(path) as handle:
-                fig.savefig(handle, format="png", dpi=100)
-        finally:
-            plt.close(fig)
-        return path
+        return write_curves(self.path / "curves.png", history, name, monitor, best_epoch)
 
 
 def merged_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,9 @@ only after all policies ran, so policies compose:
   (``head``, ``head+no_decay``); parameters no rule holds form the group ``default``;
 * a parameter that is frozen once all policies ran is in no group, whatever rule
   listed it earlier;
-* groups come in the order of their first parameter in ``model.named_parameters()``.
+* groups come in the order of their first parameter in ``model.named_parameters()``;
+* a rule without a ``"name"`` is named by what it holds (:func:`held_name`: ``layer4``,
+  ``conv1+conv2``), as is a param group added without one during the run.
 
 Without any rule the optimizer gets one group, ``default``, of every trainable parameter.
 
@@ -58,10 +60,10 @@ def merge_groups(model: Any, rules: list[tuple[str, dict[str, Any]]]) -> list[di
         raise UserInputError("freeze: the policies leave no trainable parameter; nothing would train")
     if not rules:
         return [{"name": DEFAULT_GROUP, "params": trainable}]
-    known = {id(p) for p in model.parameters()}
+    known = {id(p): n for n, p in model.named_parameters()}
     claims: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-    for index, (where, rule) in enumerate(rules):
-        name = str(rule.get("name") or f"group{index}")
+    for where, rule in rules:
+        name = str(rule.get("name") or held_name([known.get(id(t), "") for t in rule["params"]]))
         options = {k: v for k, v in rule.items() if k not in ("params", "name")}
         for tensor in rule["params"]:
             if id(tensor) not in known:
@@ -103,6 +105,40 @@ def apply_lr_scale(optimizer: Any) -> None:
         group["lr"] = group["lr"] * scale
 
 
-def group_names(optimizer: Any) -> list[str]:
-    """Each param group's name: its ``"name"``, else ``group<i>``."""
-    return [str(group.get("name") or f"group{i}") for i, group in enumerate(optimizer.param_groups)]
+def held_name(names: list[str]) -> str:
+    """A name for a group of parameters (by their names in the model) saying what it holds:
+    the deepest module that holds them all (``layer4``, ``backbone.layer1``), else their
+    top-level modules (``conv1+conv2``, at most three; more: ``conv1..fc2``), else
+    ``default`` (nothing to go by)."""
+    modules = [n.rsplit(".", 1)[0].split(".") if "." in n else [] for n in names if n]
+    if not modules:
+        return DEFAULT_GROUP
+    common: list[str] = []
+    for parts in zip(*modules):
+        if len(set(parts)) > 1:
+            break
+        common.append(parts[0])
+    if common:
+        return ".".join(common)
+    tops = list(dict.fromkeys(n.split(".")[0] for n in names if n))
+    return "+".join(tops) if len(tops) <= 3 else f"{tops[0]}..{tops[-1]}"
+
+
+def group_names(optimizer: Any, model: Any = None) -> list[str]:
+    """Each param group's name: its ``"name"``; for a group without one, what it holds
+    (:func:`held_name`, given the ``model``; ``_2`` added where another group has that
+    name), else ``group<i>``."""
+    groups = optimizer.param_groups
+    names = [str(group["name"]) if group.get("name") else None for group in groups]
+    if all(names):
+        return names  # type: ignore[return-value]
+    known = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+    for i, group in enumerate(groups):
+        if names[i] is None:
+            base = held_name([known.get(id(p), "") for p in group["params"]]) if known else f"group{i}"
+            name, n = base, 1
+            while name in names:
+                n += 1
+                name = f"{base}_{n}"
+            names[i] = name
+    return names  # type: ignore[return-value]

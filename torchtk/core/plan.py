@@ -70,10 +70,26 @@ class Plan:
         epochs when there are many), and the last update."""
         if not self.updates:
             return []
-        epochs, per_epoch = self.run.epochs, self.run.steps_per_epoch
-        shown = range(1, epochs + 1) if epochs <= rows else {1 + round(i * (epochs - 1) / (rows - 1)) for i in range(rows)}
-        picks = {(epoch - 1) * per_epoch for epoch in shown} | {len(self.updates) - 1}
-        return [self.updates[i] for i in sorted(picks)]
+        picks = {(epoch - 1) * self.run.steps_per_epoch for epoch in self._sampled_epochs(rows)}
+        return [self.updates[i] for i in sorted(picks | {len(self.updates) - 1})]
+
+    def _sampled_epochs(self, rows: int) -> list[int]:
+        epochs = self.run.epochs
+        if epochs <= rows:
+            return list(range(1, epochs + 1))
+        return sorted({1 + round(i * (epochs - 1) / (rows - 1)) for i in range(rows)})
+
+    def sample_sentence(self, rows: int = 12) -> str:
+        """Which updates :meth:`sample` shows, in words (printed above the table)."""
+        total, per_epoch, epochs = len(self.updates), self.run.steps_per_epoch, self.run.epochs
+        sampled = len(self._sampled_epochs(rows))
+        if not total:
+            return "rows: none (no updates)"
+        if sampled == epochs and per_epoch == 1:
+            return f"rows: every update ({total})"
+        if sampled == epochs:
+            return f"rows: every {_ordinal(per_epoch)} of {total} updates (each epoch's first) and the last"
+        return f"rows: the first update of {sampled} of the {epochs} epochs, and the last ({total})"
 
     def sparkline(self, group: int, width: int = 40) -> str:
         """The group's lr over the run as one line of block characters (max of each bucket)."""
@@ -87,15 +103,19 @@ class Plan:
             return SPARK[-1] * len(buckets)
         return "".join(SPARK[min(len(SPARK) - 1, int((v - low) / (high - low) * len(SPARK)))] for v in buckets)
 
-    def write_png(self, path: str | Path) -> Path:
-        """Plot lr against update for every group (epoch boundaries marked) into ``path``."""
+    def figure(self, log_scale: bool | None = None) -> Any:
+        """The figure of ``lr.png``: lr against update for every group, epoch boundaries
+        marked; the lr axis is logarithmic with ``log_scale``, linear with ``False``, and
+        with ``None`` logarithmic when the lr spans more than a decade."""
         import matplotlib
 
         matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
-        path = Path(path)
-        fig, ax = plt.subplots(figsize=(8, 4))
+        from torchtk.core.curves import wants_log_scale
+
+        fig = Figure(figsize=(8, 4))
+        ax = fig.subplots()
         steps = [u.update for u in self.updates]
         for index, label in enumerate(self.groups):
             decay = {u.weight_decay[index] for u in self.updates}
@@ -104,16 +124,22 @@ class Plan:
         if self.run.epochs <= 60:
             for epoch in range(1, self.run.epochs):
                 ax.axvline(epoch * self.run.steps_per_epoch + 0.5, color="0.85", linewidth=0.8, zorder=0)
+        if log_scale or (log_scale is None and wants_log_scale([lr for u in self.updates for lr in u.lr])):
+            ax.set_yscale("log")
         ax.set_xlabel(f"optimizer update ({self.run.steps_per_epoch} per epoch, {self.run.epochs} epochs)")
-        ax.set_ylabel("learning rate")
+        ax.set_ylabel("learning rate" + (" (log scale)" if ax.get_yscale() == "log" else ""))
         ax.set_title(f"{self.name}: " + " + ".join(s["label"] for s in self.schedulers) if self.schedulers
                      else f"{self.name}: constant lr")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
+        return fig
+
+    def write_png(self, path: str | Path, log_scale: bool | None = None) -> Path:
+        """Write :meth:`figure` into ``path`` (a PNG), atomically."""
+        path = Path(path)
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
+        self.figure(log_scale).savefig(buffer, format="png", dpi=100)
         atomic_write_bytes(path, buffer.getvalue())
         return path
 
@@ -165,14 +191,14 @@ def _step_through(parts: Any, log: list[str]) -> tuple[list[Update], dict[str, i
     info, param_groups, updates = parts.info, parts.optimizer.param_groups, []
     hooks = RunHooks(list(parts.callbacks.values()))  # only the policies with run hooks exist at this step
     state = TrainState(model=parts.model, optimizer=parts.optimizer, run=info, device=parts.device, log=log.append)
-    joins = dict.fromkeys(group_names(parts.optimizer), 1)
+    joins = dict.fromkeys(group_names(parts.optimizer, parts.model), 1)
     if hooks.on_fit_start:
         hooks.on_fit_start(state)
     for epoch in range(1, info.epochs + 1):
         state.epoch = epoch
         if hooks.on_epoch_start:
             hooks.on_epoch_start(state)
-            for name in group_names(parts.optimizer):
+            for name in group_names(parts.optimizer, parts.model):
                 joins.setdefault(name, epoch)
         for _ in range(info.steps_per_epoch):
             updates.append(Update(len(updates) + 1, epoch, [float(g["lr"]) for g in param_groups],
@@ -189,6 +215,12 @@ def _step_through(parts: Any, log: list[str]) -> tuple[list[Update], dict[str, i
         update.lr += [0.0] * (width - len(update.lr))
         update.weight_decay += [0.0] * (width - len(update.weight_decay))
     return updates, joins
+
+
+def _ordinal(n: int) -> str:
+    """``2nd``, ``3rd``, ``11th``, ``49th``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _label(name: str, params: dict[str, Any]) -> str:

@@ -17,15 +17,16 @@ from torchtk.core.distributed import Placement
 from torchtk.core.state import TrainState
 
 
-def current_lrs(optimizer: Any, per_group: bool = False) -> dict[str, float]:
+def current_lrs(optimizer: Any, per_group: bool = False, model: Any = None) -> dict[str, float]:
     """``{"lr": ...}`` for one param group, else (or with ``per_group``)
-    ``{"lr/<group name>": ...}`` per group."""
+    ``{"lr/<group name>": ...}`` per group (a group without a name is named by what it
+    holds in ``model``)."""
     from torchtk.core.param_groups import group_names
 
     groups = optimizer.param_groups
     if len(groups) == 1 and not per_group:
         return {"lr": float(groups[0]["lr"])}
-    return {f"lr/{name}": float(group["lr"]) for name, group in zip(group_names(optimizer), groups)}
+    return {f"lr/{name}": float(group["lr"]) for name, group in zip(group_names(optimizer, model), groups)}
 
 
 class Stepper:
@@ -88,7 +89,7 @@ class Stepper:
             state.step += 1
             if self.step_schedulers:
                 if index + 1 == self.batches:
-                    state.last_update_lrs = current_lrs(optimizer, self.per_group_lrs)
+                    state.last_update_lrs = current_lrs(optimizer, self.per_group_lrs, self.model)
                 for scheduler in self.step_schedulers:
                     scheduler.step()
         optimizer.zero_grad(set_to_none=True)

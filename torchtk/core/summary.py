@@ -108,7 +108,7 @@ def compute_summary(spec: Any, overrides: list[str] | None = None, registry: Reg
     rows = module_rows(parts.model, shapes, {id(m) for m in parts.frozen_eval})
     return Summary(name=resolved.spec.name, model=type(parts.model).__name__, input_shape=shape_of(inputs),
                    modules=rows, totals=totals(parts.model), reports=list(getattr(parts, "notes", [])),
-                   optimizer=type(parts.optimizer).__name__, groups=groups(parts.optimizer))
+                   optimizer=type(parts.optimizer).__name__, groups=groups(parts.optimizer, parts.model))
 
 
 def output_shapes(model: Any, inputs: Any) -> dict[int, Any]:
@@ -191,10 +191,10 @@ def totals(model: Any) -> dict[str, float]:
             "frozen_mb": size[False] / MB, "buffers_mb": buffers / MB}
 
 
-def groups(optimizer: Any) -> list[Group]:
+def groups(optimizer: Any, model: Any = None) -> list[Group]:
     """Each optimizer param group: name, lr, weight decay, how many tensors and numbers."""
     from torchtk.core.param_groups import group_names
 
     return [Group(name, float(group["lr"]), float(group.get("weight_decay", 0.0)), len(group["params"]),
                   sum(p.numel() for p in group["params"]))
-            for name, group in zip(group_names(optimizer), optimizer.param_groups)]
+            for name, group in zip(group_names(optimizer, model), optimizer.param_groups)]

@@ -1,0 +1,138 @@
+"""``curves.png``: a run's history per epoch, drawn so that it reads at a glance.
+
+One panel per kind of column: losses (``train_loss``, ``val_loss`` and their terms
+``train_loss/<term>``), metrics (``val_<metric>``, ``train_<metric>``), other columns
+(``grad_norm``), and the learning rate (``lr`` or ``lr/<group>``). Train and val of one
+quantity share a colour (train solid, val dashed); the monitor's best epoch is a dotted
+vertical line on every panel; the title names the run. The lr panel is drawn on a log
+scale when the lr spans more than a decade (non-positive values are not drawn there), and
+not at all when every group's lr is constant: the title says the value instead.
+
+:func:`curves_figure` returns the matplotlib ``Figure`` (tests inspect its axes);
+:func:`write_curves` saves it atomically. matplotlib is imported only when drawing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from torchtk.core.outputs import atomic_writer
+
+DECADE = 10.0  # an lr whose largest value is more than this times its smallest gets a log axis
+
+
+def is_lr(key: str) -> bool:
+    return key == "lr" or key.startswith("lr/")
+
+
+def quantity(key: str) -> str:
+    """What a column measures, without its split: ``val_loss/dice`` -> ``loss/dice``."""
+    for prefix in ("train_", "val_"):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def panels(keys: list[str]) -> list[tuple[str, list[str]]]:
+    """``(title, columns)`` per panel, empty panels left out."""
+    losses = [k for k in keys if quantity(k).split("/")[0] == "loss" and k != quantity(k)]
+    metrics = [k for k in keys if k not in losses and k != quantity(k) and not is_lr(k)]
+    lrs = [k for k in keys if is_lr(k)]
+    other = [k for k in keys if k not in losses + metrics + lrs]
+    found = [("loss", losses), ("metrics", metrics), ("other", other), ("learning rate", lrs)]
+    return [(title, columns) for title, columns in found if columns]
+
+
+def wants_log_scale(values: list[float]) -> bool:
+    """Whether the positive ones of ``values`` span more than a decade (zeros do not count:
+    a log axis cannot show them)."""
+    positive = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if not positive:
+        return False
+    return max(positive) > DECADE * min(positive)
+
+
+def _values(history: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(row[key]) if isinstance(row.get(key), (int, float)) else math.nan for row in history]
+
+
+def constant_lrs(history: list[dict[str, Any]], keys: list[str]) -> dict[str, tuple[float, int]] | None:
+    """``{column: (value, first epoch)}`` when every lr column holds one value all run (a
+    group that joins later: from the epoch it joined), else ``None``."""
+    found = {}
+    for key in keys:
+        values = [(v, row["epoch"]) for v, row in zip(_values(history, key), history) if math.isfinite(v)]
+        if len({v for v, _ in values}) > 1:
+            return None
+        found[key] = values[0] if values else (math.nan, history[0]["epoch"])
+    return found
+
+
+def _title(name: str | None, best: tuple[str, int, float] | None,
+           constant: dict[str, tuple[float, int]] | None, first_epoch: int) -> str:
+    parts = [name or "run"]
+    if best is not None:
+        parts.append(f"best {best[0]} {best[2]:.4g} at epoch {best[1]}")
+    if constant:
+        lrs = [(f"{key.removeprefix('lr/')} {value:.3g}" if key != "lr" else f"{value:.3g}")
+               + (f" from epoch {epoch}" if epoch > first_epoch else "") for key, (value, epoch) in constant.items()]
+        parts.append(f"lr constant: {', '.join(lrs)}" if len(constant) > 1 else f"lr {lrs[0]} (constant)")
+    return "  |  ".join(parts)
+
+
+def curves_figure(history: list[dict[str, Any]], name: str | None = None, monitor: str | None = None,
+                  best_epoch: int | None = None) -> Any:
+    """The figure of ``curves.png`` for ``history`` (one row per epoch)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in history]
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k != "epoch" and k not in keys]
+    shown = panels(keys)
+    constant = constant_lrs(history, [k for k in keys if is_lr(k)])
+    if constant is not None:
+        shown = [(title, columns) for title, columns in shown if title != "learning rate"]
+    shown = shown or [("loss", [])]
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    hues: dict[str, str] = {}
+    fig = Figure(figsize=(5 * len(shown), 3.9))
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    best_row = next((row for row in history if row["epoch"] == best_epoch), None)
+    for ax, (title, columns) in zip(axes, shown):
+        for key in columns:
+            colour = hues.setdefault(quantity(key), colours[len(hues) % len(colours)])
+            ax.plot(epochs, _values(history, key), marker=".", label=key, color=colour,
+                    linestyle="--" if key.startswith("val_") else "-")
+        if title == "learning rate" and wants_log_scale([v for k in columns for v in _values(history, k)]):
+            ax.set_yscale("log")
+        if best_row is not None:
+            ax.axvline(best_epoch, color="0.4", linestyle=":", linewidth=1.2, label=f"best epoch {best_epoch}",
+                       gid="best-epoch")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if columns:
+            ax.legend(fontsize=7, handlelength=3.5)
+    best = (monitor, best_epoch, float(best_row[monitor])) if best_row is not None and monitor in best_row else None
+    fig.suptitle(_title(name, best, constant, epochs[0]), fontsize=10, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def write_curves(path: Path, history: list[dict[str, Any]], name: str | None = None, monitor: str | None = None,
+                 best_epoch: int | None = None) -> Path | None:
+    """Draw ``history`` into ``path`` (a PNG), atomically; nothing for an empty history."""
+    if not history:
+        return None
+    fig = curves_figure(history, name, monitor, best_epoch)
+    with atomic_writer(path) as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    return path
