@@ -33,7 +33,15 @@ __all__ = ["Run", "RunInterrupted", "RunResult", "train"]
 
 @dataclass
 class RunResult:
-    """What ``torchtk.train`` returns."""
+    """What ``torchtk.train`` returns.
+
+    ``model`` is the trained ``nn.Module`` itself (never a process wrapper), as the run
+    left it: with the best weights when ``early_stopping``'s ``restore_best`` loaded them
+    at the end, else the last epoch's. ``best_checkpoint`` is ``checkpoints/best.pt``
+    (``None`` when no epoch ever improved the monitored value), ``last_checkpoint``
+    ``checkpoints/last.pt`` (``None`` when a ``checkpoint`` callback with
+    ``keep_last: false`` removed it); both load with ``torch.load(path, weights_only=True)``.
+    """
 
     run_dir: Path
     history: list[dict[str, float]]
@@ -42,6 +50,9 @@ class RunResult:
     monitor: str
     stopped_early: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
+    model: Any = None
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
 
     @property
     def best_value(self) -> float:
@@ -180,8 +191,10 @@ class Run:
 
     def result(self) -> RunResult:
         history = self.state.history
+        best, last = (self.checkpoints.directory / name for name in ("best.pt", "last.pt"))
         return RunResult(self.run_dir.path, history, self.state.best_row, history[-1] if history else {},
-                         self.spec.trainer.monitor, self.state.should_stop, self.epoch_seconds)
+                         self.spec.trainer.monitor, self.state.should_stop, self.epoch_seconds, self.parts.model,
+                         best if best.exists() else None, last if last.exists() else None)
 
     def fail(self, exc: BaseException) -> NoReturn:
         """End the run on ``exc``: tell the callbacks, log it, raise what the user sees."""
@@ -205,13 +218,23 @@ class Run:
                         + self.checkpoints.last_good()) from exc
 
 
-def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | None = None,
-          resume: str | Path | None = None, overrides: list[str] | None = None) -> RunResult:
-    """Train a spec (``RunSpec``, file path, bundled example name or dict).
+def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto",
+          resume: str | Path | None = None, overrides: list[str] | None = None,
+          reporter: Reporter | None = None) -> RunResult:
+    """Train a spec (``RunSpec``, file path, bundled example name or dict); returns a
+    :class:`RunResult` with the history, the trained ``model`` and the checkpoints' paths.
 
+    ``progress``: ``"auto"`` shows what ``tk train`` shows (progress bar and epoch table)
+    in a terminal or a Jupyter notebook and nothing elsewhere; ``True``/``"rich"``,
+    ``"plain"`` (one line per epoch), ``False``/``None``, or a ``Reporter`` instance
+    choose (see :mod:`torchtk.core.progress_choice`). ``reporter=`` is the older
+    spelling of ``progress=<Reporter>`` and wins when given.
     With ``resume``, continue the run in that directory from ``checkpoints/last.pt``;
     the spec must be the one that run was started with.
     """
+    from torchtk.core.progress_choice import choose_reporter
+
+    reporter = choose_reporter(reporter if reporter is not None else progress)
     registry = registry or get_registry()
     if isinstance(spec, RunSpec) and not overrides:
         resolved = resolve(spec.model_copy(deep=True), registry)
@@ -222,7 +245,7 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
         raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
     with sigterm_as_interrupt():
         try:
-            run = Run(resolved, registry, reporter or Reporter(), resume_dir)
+            run = Run(resolved, registry, reporter, resume_dir)
         except KeyboardInterrupt:
             raise RunInterrupted("interrupted while building the run; nothing was written") from None
         # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
