@@ -139,3 +139,14 @@ def test_no_last_checkpoint_when_a_policy_removes_it(small_spec):
     small_spec["callbacks"] = [{"name": "checkpoint", "params": {"keep_last": False}}]
     result = torchtk.train(small_spec)
     assert result.last_checkpoint is None and result.best_checkpoint.exists()
+
+
+def test_trainer_progress_false_prints_epoch_lines_where_the_bar_would_be(small_spec, capsys):
+    small_spec["trainer"]["progress"] = False
+    torchtk.train(small_spec, progress="rich")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith("epoch ")] == [
+        ["epoch", "1/3"], ["epoch", "2/3"], ["epoch", "3/3"]]
+    recorder = Recorder()
+    torchtk.train(small_spec, progress=recorder)  # a reporter of your own is yours to keep
+    assert len(recorder.rows) == 3

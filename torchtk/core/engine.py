@@ -227,12 +227,13 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
     ``progress``: ``"auto"`` shows what ``tk train`` shows (progress bar and epoch table)
     in a terminal or a Jupyter notebook and nothing elsewhere; ``True``/``"rich"``,
     ``"plain"`` (one line per epoch), ``False``/``None``, or a ``Reporter`` instance
-    choose (see :mod:`torchtk.core.progress_choice`). ``reporter=`` is the older
+    choose (see :mod:`torchtk.core.progress_choice`); the spec's ``trainer.progress:
+    false`` prints epoch lines instead of the bar. ``reporter=`` is the older
     spelling of ``progress=<Reporter>`` and wins when given.
     With ``resume``, continue the run in that directory from ``checkpoints/last.pt``;
     the spec must be the one that run was started with.
     """
-    from torchtk.core.progress_choice import choose_reporter
+    from torchtk.core.progress_choice import choose_reporter, without_bar
 
     reporter = choose_reporter(reporter if reporter is not None else progress)
     registry = registry or get_registry()
@@ -240,6 +241,7 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
         resolved = resolve(spec.model_copy(deep=True), registry)
     else:
         resolved = load_resolved(spec, overrides=overrides, registry=registry)
+    reporter = without_bar(reporter, resolved.spec.trainer.progress)
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
         raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")

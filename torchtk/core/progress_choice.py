@@ -4,7 +4,8 @@
 epoch table where a person watches (a terminal, or a Jupyter notebook, as rich's own
 ``Console().is_jupyter`` tells) and ``otherwise`` elsewhere: silence for the Python API
 (a script's log stays the script's), plain epoch lines for ``tk train`` into a pipe or
-a log file.
+a log file. The spec's ``trainer.progress: false`` turns the bar off wherever it would
+show: the epoch lines are printed instead (:func:`without_bar`).
 """
 
 from __future__ import annotations
@@ -45,3 +46,9 @@ def choose_reporter(progress: Any = "auto", otherwise: str = "silent") -> Report
     if progress is False or progress is None or progress == "silent":
         return Reporter()
     raise UserInputError(f"progress={progress!r}: choose {CHOICES}")
+
+
+def without_bar(reporter: Reporter, bar: bool) -> Reporter:
+    """The reporter a spec with ``trainer.progress: bar`` gets: with ``False``, plain epoch
+    lines where the rich bar and table would be; any other reporter as it is."""
+    return PlainReporter() if not bar and type(reporter) is RichReporter else reporter
