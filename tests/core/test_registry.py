@@ -57,11 +57,36 @@ def test_create_validates_params_and_passes_run_objects():
     assert torch.allclose(penalty(None, None), model.weight.pow(2).sum())
 
 
-def test_create_rejects_bad_params():
-    from pydantic import ValidationError
+def test_create_rejects_bad_params_with_the_clis_one_line_messages(tk, spec_file, small_spec):
+    from torchtk.core.errors import ParamsError, UserInputError
 
-    with pytest.raises(ValidationError, match="gamma"):
+    with pytest.raises(ParamsError) as raised:
         torchtk.registry.create("loss", "focal", gamma=-1.0)
+    assert str(raised.value) == "loss 'focal': gamma: Input should be greater than or equal to 0 (got -1.0)"
+    assert isinstance(raised.value, UserInputError) and isinstance(raised.value, ValueError)
+    assert raised.value.exit_code == 2 and raised.value.problems == [
+        ("gamma", "Input should be greater than or equal to 0 (got -1.0)")]
+    # the CLI words the same problem the same way, with the spec path in front
+    small_spec["loss"] = [{"name": "focal", "params": {"gamma": -1.0}}]
+    cli_message = tk("validate", spec_file(small_spec)).stderr
+    assert "loss[0].params.gamma: Input should be greater than or equal to 0 (got -1.0)" in cli_message
+    with pytest.raises(ParamsError, match=r"^loss 'focal': gama: unknown key 'gama'; valid keys: .*gamma"):
+        torchtk.registry.create("loss", "focal", gama=2.0)
+    with pytest.raises(ParamsError) as raised:
+        torchtk.registry.create("loss", "focal", gamma="2", reduction="avg")
+    assert str(raised.value).splitlines()[0] == "loss 'focal': invalid params"
+    assert sorted(path for path, _ in raised.value.problems) == ["gamma", "reduction"]
+    assert "pydantic" not in str(raised.value) and "errors.pydantic.dev" not in str(raised.value)
+
+
+def test_create_suggests_the_name_meant_as_the_cli_does(tk, spec_file, small_spec):
+    from torchtk.core.errors import UnknownComponentError
+
+    with pytest.raises(UnknownComponentError) as raised:
+        torchtk.registry.create("loss", "focl")
+    assert "Did you mean 'focal'?" in str(raised.value)
+    small_spec["loss"] = "focl"
+    assert "Did you mean 'focal'?" in tk("validate", spec_file(small_spec)).stderr
 
 
 def test_aliases_resolve_to_the_canonical_component():

@@ -1,5 +1,5 @@
 """Every torch.optim optimizer by name: catalog, params derived from the constructors,
-bit-for-bit parity with torch's own classes, lbfgs refused in a run, listing without torch."""
+bit-for-bit parity with torch's own classes, lbfgs with its closure in a run, listing without torch."""
 
 from __future__ import annotations
 
@@ -126,8 +126,7 @@ def _train(name: str, optimizer: torch.optim.Optimizer, params: list[torch.Tenso
 def test_parity_with_torch_bit_for_bit(name, case):
     params = CASES[name][case]
     ours, theirs = _parameters(name), _parameters(name)
-    # what the engine passes: named group dicts (lbfgs is refused in that shape: plain parameters)
-    groups = ours if name == "lbfgs" else [{"name": "default", "params": ours}]
+    groups = [{"name": "default", "params": ours}]  # what the engine passes: named group dicts
     if name in HELD_BACK:  # built and tested, not registered yet: through the plugin's own hook
         built = optimizers.make_optimizer(name, optimizers.params_model(name)(**params), groups)
     else:
@@ -157,12 +156,103 @@ def test_plugin_conforms():
     assert check_plugin(torchtk.registry, "torchtk.plugins.optimizers") == []
 
 
-def test_a_run_refuses_lbfgs_before_training_with_a_clear_message(tk, small_spec, spec_file):
-    small_spec["optimizer"] = "lbfgs"
-    result = tk("train", spec_file(small_spec))
+def _lbfgs_spec(spec: dict, params: dict) -> dict:
+    spec.update(loss="bce_with_logits", callbacks=[], scheduler=[], optimizer={"name": "lbfgs", "params": params})
+    spec["data"].update(batch_size=200, shuffle=False)  # 600 training samples: 3 updates per epoch
+    spec["trainer"].update(epochs=2)
+    return spec
+
+
+@pytest.mark.parametrize("params", [{"lr": 0.5, "max_iter": 4}, {"line_search_fn": "strong_wolfe", "max_iter": 3}])
+def test_lbfgs_in_a_run_matches_a_hand_written_closure_loop_bit_for_bit(small_spec, params):
+    result = torchtk.train(_lbfgs_spec(small_spec, params))
+    # the same run by hand: the model and split the engine builds, torch's LBFGS, a closure per batch
+    torch.manual_seed(small_spec["seed"])
+    model = torchtk.registry.create("model", "mlp", **small_spec["model"]["params"])
+    dataset = torchtk.registry.create("dataset", "rings", **small_spec["data"]["params"])
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(small_spec["seed"]))
+    x, y = dataset.tensors[0][order[200:]], dataset.tensors[1][order[200:]]
+    optimizer = torch.optim.LBFGS(model.parameters(), **params)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for _epoch in range(2):
+        for start in (0, 200, 400):
+            inputs, target = x[start:start + 200], y[start:start + 200]
+
+            def closure():
+                optimizer.zero_grad()
+                loss = loss_fn(model(inputs), target)
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+    trained = result.model.state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
+    assert optimizer.state_dict()["state"][0]["func_evals"] == torch.load(
+        result.last_checkpoint, weights_only=True)["optimizer"]["state"][0]["func_evals"]
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_only_an_optimizer_that_declares_it_gets_a_closure():
+    from pathlib import Path
+
+    entries = {c.name: c for c in torchtk.registry.components("optimizer")}
+    assert [name for name, c in entries.items() if c.extras.get("needs_closure")] == ["lbfgs"]
+    core = Path(torchtk.__file__).parent / "core"
+    assert not [p.name for p in core.rglob("*.py") if "lbfgs" in p.read_text().lower()], \
+        "the core reads the declaration, never the name"
+
+
+class StepSpy(torch.optim.SGD):
+    """SGD that records what its step was given."""
+
+    calls: list = []
+
+    def step(self, closure=None):
+        StepSpy.calls.append(closure)
+        return super().step(closure)
+
+
+def test_other_optimizers_step_without_a_closure(small_spec, monkeypatch):
+    monkeypatch.setattr(StepSpy, "calls", [])
+    monkeypatch.setitem(optimizers.TORCH_OPTIMIZERS, "sgd", ("SGD", "spy"))
+    monkeypatch.setattr(optimizers, "torch_class", lambda name: StepSpy if name == "sgd" else torch.optim.Adam)
+    small_spec["optimizer"] = "sgd"
+    small_spec["trainer"]["epochs"] = 1
+    torchtk.train(small_spec)
+    assert len(StepSpy.calls) == 12 and set(StepSpy.calls) == {None}
+
+
+@pytest.mark.parametrize("override,where,fragment", [
+    ({"trainer.accumulate_grad_batches": 2}, "trainer.accumulate_grad_batches", "each update must be one batch"),
+    ({"precision": "fp16"}, "precision", "GradScaler"),
+])
+def test_a_run_refuses_what_lbfgs_cannot_work_with_before_training(tk, small_spec, spec_file, override, where,
+                                                                    fragment):
+    spec = _lbfgs_spec(small_spec, {})
+    args = [f"--set={key}={value}" for key, value in override.items()]
+    result = tk("train", spec_file(spec), *args)
     assert result.exit_code == 2
-    assert "optimizer" in result.stderr and "lbfgs needs a closure" in result.stderr
+    assert result.stderr.startswith(f"error: {where}: ") and fragment in result.stderr and "lbfgs" in result.stderr
     assert "Traceback" not in result.stderr
+    assert list_runs(small_spec) == [], "nothing was trained"
+    if where.startswith("trainer"):  # tk validate runs the same check (it needs no data)
+        assert tk("validate", spec_file(spec), *args).exit_code == 2
+
+
+def list_runs(spec: dict) -> list:
+    from pathlib import Path
+
+    runs = Path(spec["trainer"]["output_dir"])
+    return [p for p in runs.glob("*/checkpoints/*.pt")] if runs.exists() else []
+
+
+def test_lbfgs_refuses_several_param_groups_clearly(small_spec):
+    from torchtk.core.errors import UserInputError
+
+    spec = _lbfgs_spec(small_spec, {})
+    spec["freeze"] = ["no_decay"]  # biases in a group of their own
+    with pytest.raises(UserInputError, match="lbfgs takes one param group"):
+        torchtk.train(spec)
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "nadam", "adagrad"])

@@ -451,13 +451,13 @@ def test_dropout_goes_to_the_architecture_that_takes_it():
 
 
 def test_params_are_strict():
-    from pydantic import ValidationError
+    from torchtk.core.errors import ParamsError
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParamsError):
         create("resnet18", num_classes="4")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParamsError):
         create("resnet18", num_clases=4)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParamsError):
         create("resnet18", num_classes=0)
 
 

@@ -134,6 +134,7 @@ class Parts:
     rules: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     parameters: list[Any] = field(default_factory=list)
     optimizer: Any = None
+    needs_closure: bool = False  # the optimizer's catalog entry declares extras {"needs_closure": True}
     loss: LossSum | None = None
     precision: Precision = field(default_factory=Precision)
     precision_name: str = "fp32"  # the precision component's canonical name, shown when the run starts
@@ -269,6 +270,7 @@ def _groups(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
 
 def _optimizer(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     parts.optimizer = build(resolved, "optimizer", parameters=parts.parameters)
+    parts.needs_closure = needs_closure(resolved)
     apply_lr_scale(parts.optimizer)  # group rules' lr multipliers, before any scheduler reads the lr
 
 
@@ -325,6 +327,32 @@ def _checks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     wanted += [(f"{key.split(':')[0]}.params.monitor", cb.monitor) for key, cb in parts.callbacks.items()
                if isinstance(getattr(cb, "monitor", None), str)]
     check_logged(wanted, available)
+    if parts.needs_closure:
+        check_closure(resolved, parts.precision.scaler is not None)
+
+
+def needs_closure(resolved: ResolvedSpec) -> bool:
+    """Whether the spec's optimizer re-evaluates the loss inside ``step`` (L-BFGS): its
+    catalog entry declares ``extras={"needs_closure": True}``."""
+    component = resolved.entry("optimizer").component
+    return component is not None and bool(component.extras.get("needs_closure"))
+
+
+def check_closure(resolved: ResolvedSpec, scaled: bool) -> None:
+    """What an optimizer that re-evaluates the loss of the current batch cannot work with:
+    an accumulation window (the closure sees one batch) and a GradScaler (the closure's
+    losses would be unscaled, and the scaler's step cannot pass a closure)."""
+    spec = resolved.spec
+    name = resolved.entry("optimizer").ref.name
+    accumulate = spec.trainer.accumulate_grad_batches
+    if accumulate > 1:
+        raise UserInputError(f"trainer.accumulate_grad_batches: optimizer {name!r} re-evaluates the loss of the "
+                             f"current batch inside its step (a closure), so each update must be one batch; set "
+                             f"it to 1 (it is {accumulate})")
+    if scaled:
+        raise UserInputError(f"precision: {resolved.entry('precision').ref.name!r} scales the loss with a GradScaler, "
+                             f"which cannot step optimizer {name!r} (it re-evaluates the loss inside its step); use "
+                             f"a precision without a GradScaler (fp32, bf16)")
 
 
 def check_logged(wanted: list[tuple[str, str]], available: list[str]) -> None:
@@ -475,8 +503,9 @@ def _own_validation_split(resolved: ResolvedSpec) -> bool:
 
 def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> None:
     """The checks of :func:`build_parts` that need no batches, no model and no training,
-    with the same messages: every monitored name is logged by this run (``checks``), and
-    no scheduler that needs a metric steps per update (``schedulers``). ``tk validate``
+    with the same messages: every monitored name is logged by this run (``checks``), no
+    scheduler that needs a metric steps per update (``schedulers``), and an optimizer that
+    needs a closure gets one batch per update (``checks``). ``tk validate``
     runs them, so a spec it calls valid is not rejected by ``tk train`` for these reasons.
 
     Whether the run validates is read from ``data.val_split`` where it can be: above 0,
@@ -486,6 +515,8 @@ def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> No
     which only building it tells; it is built then (``build_dataset``), and only when a
     monitored name needs validation: generated data and local files, nothing trained.
     """
+    if needs_closure(resolved):
+        check_closure(resolved, scaled=False)  # whether a GradScaler comes is known once precision is built
     for index, entry in enumerate(resolved.slot("scheduler")):
         ref = entry.ref
         interval = ref.interval or (entry.component.extras.get("interval", "epoch") if entry.component else "epoch")

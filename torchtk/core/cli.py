@@ -230,15 +230,10 @@ def train(
 ) -> None:
     """Train a spec; outputs go to <output_dir>/<name>-<timestamp>/."""
     from torchtk.core.engine import train as run_training
-    from torchtk.core.progress import PlainReporter, Reporter, RichReporter
+    from torchtk.core.progress_choice import choose_reporter
 
-    if as_json:
-        reporter: Reporter = Reporter()
-    elif sys.stdout.isatty():
-        reporter = RichReporter()
-    else:
-        reporter = PlainReporter()
-    result = run_training(spec, overrides=overrides, resume=resume, reporter=reporter)
+    reporter = choose_reporter(False if as_json else "auto", otherwise="plain")  # a pipe or log gets plain lines
+    result = run_training(spec, overrides=overrides, resume=resume, progress=reporter)
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
     if result.fast_dev_run:

@@ -36,7 +36,15 @@ __all__ = ["Run", "RunInterrupted", "RunResult", "train"]
 
 @dataclass
 class RunResult:
-    """What ``torchtk.train`` returns."""
+    """What ``torchtk.train`` returns.
+
+    ``model`` is the trained ``nn.Module`` itself (never a process wrapper), as the run
+    left it: with the best weights when ``early_stopping``'s ``restore_best`` loaded them
+    at the end, else the last epoch's. ``best_checkpoint`` is ``checkpoints/best.pt``
+    (``None`` when no epoch ever improved the monitored value), ``last_checkpoint``
+    ``checkpoints/last.pt`` (``None`` when a ``checkpoint`` callback with
+    ``keep_last: false`` removed it); both load with ``torch.load(path, weights_only=True)``.
+    """
 
     run_dir: Path
     history: list[dict[str, float]]
@@ -45,6 +53,9 @@ class RunResult:
     monitor: str
     stopped_early: bool = False
     epoch_seconds: list[float] = field(default_factory=list)
+    model: Any = None
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
     fast_dev_run: int = 0  # batches of train and val a fast_dev_run ran (0: a normal run)
     kept: bool = True  # False: the run directory was temporary and is gone (fast_dev_run)
 
@@ -207,8 +218,10 @@ class Run:
 
     def result(self) -> RunResult:
         history = self.state.history
+        best, last = (self.checkpoints.directory / name for name in ("best.pt", "last.pt"))
         return RunResult(self.run_dir.path, history, self.state.best_row, history[-1] if history else {},
-                         self.spec.trainer.monitor, self.state.should_stop, self.epoch_seconds)
+                         self.spec.trainer.monitor, self.state.should_stop, self.epoch_seconds, self.parts.model,
+                         best if best.exists() else None, last if last.exists() else None)
 
     def fail(self, exc: BaseException) -> NoReturn:
         """End the run on ``exc``: tell the callbacks, log it, raise what the user sees."""
@@ -232,18 +245,30 @@ class Run:
                         + self.checkpoints.last_good()) from exc
 
 
-def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | None = None,
-          resume: str | Path | None = None, overrides: list[str] | None = None) -> RunResult:
-    """Train a spec (``RunSpec``, file path, bundled example name or dict).
+def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto",
+          resume: str | Path | None = None, overrides: list[str] | None = None,
+          reporter: Reporter | None = None) -> RunResult:
+    """Train a spec (``RunSpec``, file path, bundled example name or dict); returns a
+    :class:`RunResult` with the history, the trained ``model`` and the checkpoints' paths.
 
+    ``progress``: ``"auto"`` shows what ``tk train`` shows (progress bar and epoch table)
+    in a terminal or a Jupyter notebook and nothing elsewhere; ``True``/``"rich"``,
+    ``"plain"`` (one line per epoch), ``False``/``None``, or a ``Reporter`` instance
+    choose (see :mod:`torchtk.core.progress_choice`); the spec's ``trainer.progress:
+    false`` prints epoch lines instead of the bar. ``reporter=`` is the older
+    spelling of ``progress=<Reporter>`` and wins when given.
     With ``resume``, continue the run in that directory from ``checkpoints/last.pt``;
     the spec must be the one that run was started with.
     """
+    from torchtk.core.progress_choice import choose_reporter, without_bar
+
+    reporter = choose_reporter(reporter if reporter is not None else progress)
     registry = registry or get_registry()
     if isinstance(spec, RunSpec) and not overrides:
         resolved = resolve(spec.model_copy(deep=True), registry)
     else:
         resolved = load_resolved(spec, overrides=overrides, registry=registry)
+    reporter = without_bar(reporter, resolved.spec.trainer.progress)
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
         raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
@@ -261,6 +286,8 @@ def train(spec: Any, *, registry: Registry | None = None, reporter: Reporter | N
             shutil.rmtree(scratch, ignore_errors=True)
     if trainer.fast_dev_run:
         result.fast_dev_run, result.kept = batch_limits(trainer)[0][1], scratch is None
+        if scratch is not None:  # its checkpoints went with the temporary directory
+            result.best_checkpoint = result.last_checkpoint = None
     return result
 
 
@@ -270,7 +297,7 @@ def _train(resolved: ResolvedSpec, registry: Registry, reporter: Reporter | None
     with sigterm_as_interrupt():
         try:
             run_dir = new_run_dir(scratch, resolved.spec.name) if scratch is not None else resume_dir
-            run = Run(resolved, registry, reporter or Reporter(), run_dir)
+            run = Run(resolved, registry, reporter, run_dir)
         except KeyboardInterrupt:
             raise RunInterrupted("interrupted while building the run; nothing was written") from None
         run.checkpoints.source = source  # how to continue this run: the spec the user named, else spec.json

@@ -27,13 +27,15 @@ class SpecError(UserInputError):
     ``source`` where each problem is, or ``None`` (a dict, a ``--set``, a default).
     """
 
+    heading = "invalid spec"
+
     def __init__(self, problems: list[tuple[str, str]], source: str = "spec",
                  positions: list[tuple[int, int] | None] | None = None) -> None:
         self.problems = problems
         self.source = source
         self.positions = list(positions) if positions is not None else [None] * len(problems)
         many = len(problems) > 1
-        lines = [f"{source}: invalid spec"] if many else []
+        lines = [f"{source}: {self.heading}"] if many else []
         for (path, message), position in zip(problems, self.positions):
             where = f"{path}: " if path else ""
             if position is not None:
@@ -42,6 +44,15 @@ class SpecError(UserInputError):
                 prefix = "" if many else f"{source}: "
             lines.append(f"{'  ' if many else ''}{prefix}{where}{message}")
         super().__init__("\n".join(lines))
+
+
+class ParamsError(SpecError, ValueError):
+    """Invalid params given to ``registry.create``, worded as the CLI words a spec's
+    (``loss 'focal': gamma: Input should be greater than or equal to 0 (got -1.0)``);
+    ``problems`` are ``(param path, message)`` pairs. It is a ``ValueError`` too, as
+    pydantic's ``ValidationError`` it replaces was, so ``except ValueError`` still works."""
+
+    heading = "invalid params"
 
 
 class UnknownComponentError(UserInputError):

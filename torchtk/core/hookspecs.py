@@ -193,7 +193,10 @@ def make_optimizer(name: str, params: BaseModel, parameters: Any) -> Any:
     :param parameters: A list of named parameter-group dicts (``{"name": "default",
         "params": [...]}``, more groups when freeze policies return group rules); only
         trainable parameters are in them. ``Registry.create`` passes what it is given.
-    :returns: A ``torch.optim.Optimizer``.
+    :returns: A ``torch.optim.Optimizer``. An optimizer whose ``step`` needs a closure
+        that re-evaluates the loss (L-BFGS) declares ``extras={"needs_closure": True}``
+        in its catalog entry: the engine then calls ``step(closure)``, the closure
+        re-evaluating the current batch, and refuses accumulation and a GradScaler.
 
     .. versionadded:: 0.1
     """

@@ -91,7 +91,7 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
         if (index + 1) % log_every == 0:  # before the update, so its hooks (step_log) see this batch's loss
             state.logged_loss = loss.item()  # the one host sync per log interval, shared with loggers
             reporter.progress(index + 1, state.logged_loss)
-        if at_boundary(index) and not update(state, index, loss) and state.skip_step:
+        if at_boundary(index) and not update(state, index, loss, inputs, target) and state.skip_step:
             continue  # a callback skipped this update (nan_guard): its batch stays out of the epoch's mean
         meter.add(loss, values, batch_size(target))
     if loss is not None:

@@ -22,6 +22,7 @@ from torchtk.core.components import KINDS, Component, kind_named
 from torchtk.core.errors import (
     AmbiguousComponentError,
     BrokenPluginError,
+    ParamsError,
     TorchtkError,
     UnknownComponentError,
     UserInputError,
@@ -249,12 +250,26 @@ class Registry:
 
     def create(self, kind: str, name: str, **kwargs: Any) -> Any:
         """Build a component from keyword params; run objects (``optimizer=``, ``model=``)
-        are passed through to the hook, everything else is validated as params."""
+        are passed through to the hook, everything else is validated as params.
+
+        Errors read as the CLI's: an unknown name gets the same "did you mean", invalid
+        params a :class:`~torchtk.core.errors.ParamsError` with one line per problem
+        (``loss 'focal': gamma: Input should be greater than or equal to 0 (got -1.0)``).
+        """
+        from pydantic import ValidationError
+
+        from torchtk.core.spec.problems import problems_from
+
         kind = self._kind(kind)
         context_names = KINDS[kind].context
         context = {k: kwargs.pop(k) for k in list(kwargs) if k in context_names}
         component = self.resolve(kind, name)
-        return self.build(component, self.validate_params(component, kwargs), **context)
+        try:
+            params = self.validate_params(component, kwargs)
+        except ValidationError as exc:
+            raise ParamsError(problems_from(exc, (), self.params_model(component)),
+                              f"{kind} {component.name!r}") from None
+        return self.build(component, params, **context)
 
     def build(self, component: Component, params: BaseModel, **context: Any) -> Any:
         """Call the providing plugin's hook with already validated params."""

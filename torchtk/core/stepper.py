@@ -7,6 +7,13 @@ unscaled; a callback may set ``state.skip_step``), agree on the skip across proc
 skipped (through the public ``get_scale()``: its scale shrinks exactly when it found
 inf or NaN gradients), count the step, snapshot the lrs the epoch's last update used,
 step the per-update schedulers after real updates only, ``zero_grad``, ``on_step_end``.
+
+An optimizer whose catalog entry declares ``extras={"needs_closure": True}`` (L-BFGS)
+gets ``optimizer.step(closure)``: the closure's first call returns the loss the loop
+already computed, whose gradients ``on_step`` saw (and may have clipped); every later
+call re-evaluates the loss of the same batch (``zero_grad``, forward and loss under the
+precision's autocast, backward). Such a run has one batch per update and no GradScaler
+(:func:`torchtk.core.assembly.check_closure`); other optimizers never build a closure.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class Stepper:
         self.step_schedulers = [s.scheduler for s in parts.schedulers if s.interval == "step"]
         self.on_step, self.on_step_end = parts.hooks.on_step, parts.hooks.on_step_end
         self.per_group_lrs = parts.per_group_lrs
+        self.needs_closure = parts.needs_closure
+        if self.needs_closure:
+            self.wrapped, self.loss_fn, self.autocast = parts.wrapped, parts.loss, parts.precision.autocast
 
     def backward(self, loss: Any, index: int) -> None:
         """Backward of batch ``index``'s loss, scaled for accumulation and fp16."""
@@ -62,9 +72,27 @@ class Stepper:
         """Whether batch ``index`` ends an accumulation window (an optimizer update)."""
         return not (index + 1) % self.accumulate or index + 1 == self.batches
 
-    def update(self, state: TrainState, index: int, loss: Any) -> bool:
-        """One optimizer update after batch ``index`` (whose loss is ``loss``); returns
-        whether it really happened."""
+    def closure(self, loss: Any, inputs: Any, target: Any) -> Any:
+        """The closure an optimizer that re-evaluates the loss calls inside ``step``: first
+        the loop's ``loss`` (its gradients are in place), then fresh evaluations on the batch."""
+        pending = [loss]
+        model, loss_fn, autocast, optimizer = self.wrapped, self.loss_fn, self.autocast, self.optimizer
+
+        def closure() -> Any:
+            if pending:
+                return pending.pop()
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                value, _ = loss_fn(model(inputs), target)
+            value.backward()
+            return value
+
+        return closure
+
+    def update(self, state: TrainState, index: int, loss: Any, inputs: Any = None, target: Any = None) -> bool:
+        """One optimizer update after batch ``index`` (whose loss is ``loss``; ``inputs``
+        and ``target``, the batch, are read only by an optimizer that needs a closure);
+        returns whether it really happened."""
         optimizer, scaler = self.optimizer, self.scaler
         state.batch_index, state.loss = index, loss
         if scaler is not None:
@@ -84,7 +112,10 @@ class Stepper:
             else:
                 scaler.update()  # also after a skipped step: it resets the unscale_ bookkeeping
         elif stepped:
-            optimizer.step()
+            if self.needs_closure:
+                optimizer.step(self.closure(loss, inputs, target))
+            else:
+                optimizer.step()
         if stepped:
             state.step += 1
             if self.step_schedulers:

@@ -16,10 +16,11 @@ Decisions:
   fastest safe one for the device by itself.
 - ``sgd`` keeps torchtk's default ``lr`` of 0.01 (torch's is 0.001); every other
   default is torch's.
-- ``lbfgs`` needs a closure that re-evaluates the loss at every ``step``. The engine's
-  loop does not pass one yet, so a run refuses ``lbfgs`` before training with a clear
-  message; ``torchtk.registry.create("optimizer", "lbfgs", parameters=...)`` builds it
-  for a loop of your own that calls ``optimizer.step(closure)``.
+- ``lbfgs`` re-evaluates the loss inside ``step`` through a closure: its catalog entry
+  declares ``extras={"needs_closure": True}``, the generic signal on which the engine's
+  stepper passes one (re-evaluating the current batch); the engine never tests the name.
+  It takes one param group, one batch per update and no GradScaler (checked before
+  training).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ TORCH_OPTIMIZERS: dict[str, tuple[str, str]] = {
     "radam": ("RAdam", "RAdam: Adam with a rectified adaptive learning rate."),
     "asgd": ("ASGD", "Averaged stochastic gradient descent."),
     "sparse_adam": ("SparseAdam", "Adam for sparse gradients (nn.Embedding with sparse=True)."),
-    "lbfgs": ("LBFGS", "L-BFGS quasi-Newton method; needs a closure (not in tk train yet)."),
+    "lbfgs": ("LBFGS", "L-BFGS quasi-Newton method; re-evaluates the batch's loss inside each step."),
     "muon": ("Muon", "Muon: orthogonalized momentum for 2-D weight matrices."),
 }
 
@@ -53,6 +54,10 @@ EXCLUDED: dict[str, str] = {}
 
 # names in TORCH_OPTIMIZERS that are built and tested but not registered yet, with the reason
 HELD_BACK: dict[str, str] = {}  # optimizers built and tested but not registered yet, with the reason
+
+# optimizers whose step(closure) re-evaluates the loss; the engine reads the catalog's extras
+NEEDS_CLOSURE = frozenset({"lbfgs"})
+CLOSURE = {"needs_closure": True}
 
 # constructor arguments never exposed (they choose kernels, not the algorithm)
 IMPLEMENTATION_ARGS = frozenset({"params", "foreach", "fused", "capturable", "differentiable"})
@@ -208,10 +213,12 @@ def params_model(name: str):
 
 
 NOTES = {
-    "lbfgs": "\n\nL-BFGS re-evaluates the loss several times per step through a closure, which "
-             "tk train does not provide yet: a run refuses it. Build it with "
-             "torchtk.registry.create('optimizer', 'lbfgs', parameters=model.parameters()) and call "
-             "optimizer.step(closure) in your own loop. It takes one parameter group.",
+    "lbfgs": "\n\nL-BFGS evaluates the loss up to max_eval times per step through a closure: "
+             "tk train passes one that re-evaluates the current batch (forward, loss and backward "
+             "under the run's precision), so use large batches or the whole data set as one batch. "
+             "It takes one parameter group, trainer.accumulate_grad_batches 1 and a precision "
+             "without a GradScaler (not fp16). Callbacks' on_step sees the gradients of the first "
+             "evaluation of each step.",
     "sparse_adam": "\n\nEvery parameter must get sparse gradients (nn.Embedding(..., sparse=True)).",
     "muon": "\n\nEvery parameter must be a 2-D matrix; give biases, norms and embeddings to another "
             "optimizer (torchtk runs one optimizer, so freeze them or use muon only for 2-D models).",
@@ -249,7 +256,8 @@ def register_components(register):
     for name, (_cls, summary) in TORCH_OPTIMIZERS.items():
         if name in HELD_BACK:
             continue
-        register(Component("optimizer", name, summary, params=lambda name=name: params_model(name)))
+        register(Component("optimizer", name, summary, params=lambda name=name: params_model(name),
+                           extras=CLOSURE if name in NEEDS_CLOSURE else {}))
 
 
 def torch_kwargs(name: str, params: Any) -> dict[str, Any]:
@@ -269,10 +277,8 @@ def _engine_groups(parameters: Any) -> bool:
 
 @hookimpl
 def make_optimizer(name, params, parameters):
-    if name == "lbfgs" and _engine_groups(parameters):
-        raise ValueError(
-            "lbfgs needs a closure that re-evaluates the loss at every step, and tk train's loop does "
-            "not pass one yet; choose another optimizer for a run, or build lbfgs with "
-            "torchtk.registry.create('optimizer', 'lbfgs', parameters=model.parameters()) and call "
-            "optimizer.step(closure) in your own loop")
+    if name == "lbfgs" and _engine_groups(parameters) and len(parameters) > 1:
+        raise ValueError(f"lbfgs takes one param group, and the freeze policies made {len(parameters)} "
+                         f"({', '.join(group['name'] for group in parameters)}); drop their group options "
+                         "(lr_scale, weight_decay) or choose another optimizer")
     return torch_class(name)(parameters, **torch_kwargs(name, params))

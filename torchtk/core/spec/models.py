@@ -149,7 +149,8 @@ class TrainerSpec(_Strict):
     mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) monitor is better.")
     accumulate_grad_batches: int = Field(1, ge=1, description="Batches whose gradients are summed per optimizer update.")
     log_every_n_steps: int = Field(20, ge=1, description="How often the live loss is read from the device.")
-    progress: bool = Field(True, description="Show a progress bar on a terminal.")
+    progress: bool = Field(True, description="Show a progress bar on a terminal or in a notebook; false prints "
+                                             "one line per epoch there instead.")
     # dev-run switches (Lightning's names); the data step applies them (torchtk.core.data.batch_limits)
     fast_dev_run: Union[bool, Annotated[int, Field(ge=1)]] = Field(
         False, description="Smoke test: one epoch of N batches of train and val (true: 1), nothing kept unless "

@@ -1,5 +1,6 @@
 """Step and epoch callbacks: gradient clipping, NaN guard, early stopping (with the best
-weights restored), EMA of the weights, a checkpoint policy and a per-update step log.
+weights restored), EMA of the weights, a checkpoint policy, a per-update step log and
+TensorBoard event files.
 
 Each is an ordinary component: a params model declared here (cheap, no torch), and an
 object built by ``make_callback`` whose ``@torchtk.hookimpl`` methods are run hooks.
@@ -85,7 +86,23 @@ class StepLogParams(Params):
     update to steps.csv in the run directory (no extra device sync for the loss)."""
 
 
+class TensorBoardParams(Params):
+    """Write TensorBoard event files (torch.utils.tensorboard): every scalar of each
+    epoch's row (losses, metrics, lr, grad_norm) under its history.csv name, against the
+    optimizer step; optionally the loss and lr of every trainer.log_every_n_steps-th
+    batch's update. Needs the optional tensorboard package:
+    pip install 'torchtk[tensorboard]'. View with tensorboard --logdir <log dir>."""
+
+    log_dir: str | None = Field(None, min_length=1, description=(
+        "Directory for the event files; null means <run dir>/tensorboard. A directory given here gets one "
+        "subdirectory per run (named like the run directory), so one TensorBoard compares runs."))
+    log_steps: bool = Field(False, description=(
+        "Also log step/loss, step/lr (and step/grad_norm when grad_clip computes it) at every "
+        "trainer.log_every_n_steps-th batch."))
+
+
 _IMPLEMENTATIONS = {
+    "tensorboard": "torchtk.plugins.callbacks.tensorboard:TensorBoard",
     "step_log": "torchtk.plugins.callbacks.step_log:StepLog",
     "checkpoint": "torchtk.plugins.callbacks.checkpointing:CheckpointPolicy",
     "ema": "torchtk.plugins.callbacks.ema:Ema",
@@ -108,6 +125,8 @@ def register_components(register):
                        params=StepLogParams))
     register(Component("callback", "early_stopping", "Stop when a monitored value stops improving.",
                        params=EarlyStoppingParams))
+    register(Component("callback", "tensorboard", "TensorBoard event files: epoch scalars, optionally per step.",
+                       params=TensorBoardParams))
 
 
 @hookimpl
