@@ -40,7 +40,7 @@ def test_auto_outside_a_terminal_or_notebook_is_silent(small_spec, capsys):
 def test_plain_prints_one_line_per_epoch(small_spec, capsys):
     result = torchtk.train(small_spec, progress="plain")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"run directory: {result.run_dir}"
+    assert lines[0] == f"run directory: {result.run_dir}  (cpu, fp32)"
     assert [line.split()[:2] for line in lines if line.startswith("epoch ")] == [
         ["epoch", "1/3"], ["epoch", "2/3"], ["epoch", "3/3"]]
     assert "val_accuracy=" in lines[-1]
