@@ -103,3 +103,16 @@ def test_write_curves_writes_a_png_and_nothing_for_an_empty_history(tmp_path):
 def test_a_best_epoch_not_in_the_history_draws_no_marker(best_epoch):
     fig = curves_figure(history([0.1] * 4), name="r", monitor="val_loss", best_epoch=best_epoch)
     assert not any(line.get_gid() == "best-epoch" for ax in fig.axes for line in ax.get_lines())
+
+
+def test_drawing_leaves_pyplot_alone(tmp_path):
+    """No pyplot, no backend switch: a notebook's figures and backend are not touched."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from torchtk.core.curves import write_curves; "
+            f"write_curves(Path({str(tmp_path / 'c.png')!r}), [{{'epoch': 1, 'train_loss': 1.0, 'lr': 0.1}}], 'r'); "
+            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")

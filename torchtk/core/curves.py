@@ -9,7 +9,8 @@ scale when the lr spans more than a decade (non-positive values are not drawn th
 not at all when every group's lr is constant: the title says the value instead.
 
 :func:`curves_figure` returns the matplotlib ``Figure`` (tests inspect its axes);
-:func:`write_curves` saves it atomically. matplotlib is imported only when drawing.
+:func:`write_curves` saves it atomically. matplotlib is imported only when drawing, and
+only its object API is used (no pyplot): a notebook's backend and figures are left alone.
 """
 
 from __future__ import annotations
@@ -86,8 +87,6 @@ def curves_figure(history: list[dict[str, Any]], name: str | None = None, monito
                   best_epoch: int | None = None) -> Any:
     """The figure of ``curves.png`` for ``history`` (one row per epoch)."""
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 

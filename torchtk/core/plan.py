@@ -107,9 +107,6 @@ class Plan:
         """The figure of ``lr.png``: lr against update for every group, epoch boundaries
         marked; the lr axis is logarithmic with ``log_scale``, linear with ``False``, and
         with ``None`` logarithmic when the lr spans more than a decade."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
         from matplotlib.figure import Figure
 
         from torchtk.core.curves import wants_log_scale
