@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from pydantic import ValidationError
 from torchvision.ops import sigmoid_focal_loss
 
 import torchtk
+from torchtk.core.errors import ParamsError
 
 
 def create(name, **params):
@@ -121,9 +121,9 @@ def test_multiclass_focal_on_images_with_ignore_index_and_gradcheck():
 
 
 def test_focal_params_are_checked_against_the_mode():
-    with pytest.raises(ValidationError, match="only with mode: multiclass"):
+    with pytest.raises(ParamsError, match="only with mode: multiclass"):
         create("focal", alpha=[0.5, 0.5])
-    with pytest.raises(ValidationError, match=r"\[0, 1\]"):
+    with pytest.raises(ParamsError, match=r"\[0, 1\]"):
         create("focal", alpha=1.5)
     with pytest.raises(ValueError, match="3 class weights but the output has 4"):
         create("focal", mode="multiclass", alpha=[1.0, 1.0, 1.0])(torch.randn(2, 4), torch.tensor([0, 1]))

@@ -306,11 +306,11 @@ def test_shape_errors_name_the_loss_and_both_shapes():
 
 
 def test_invalid_params_are_rejected_before_training():
-    from pydantic import ValidationError
+    from torchtk.core.errors import ParamsError
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParamsError):
         create("dice", empty_target="ignore")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParamsError):
         create("dice", smooth=-1.0)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ParamsError):
         create("dice", reduction="mean")
