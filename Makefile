@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo finetune test bench clean
 
-$(BIN)/tk: pyproject.toml contrib/*/pyproject.toml
+CONTRIB := $(wildcard contrib/*/pyproject.toml)
+
+$(BIN)/tk: pyproject.toml $(CONTRIB)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[test]" -e contrib/torchtk-torchmetrics
+	$(BIN)/python -m pip install --quiet -e ".[test]" $(foreach p,$(CONTRIB),-e $(dir $(p)))
 	touch $(BIN)/tk
 
 install: $(BIN)/tk
@@ -29,6 +31,7 @@ bench: install  ## performance targets, as ratios against references measured in
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/checkpoint_memory.py
 	$(BIN)/python benchmarks/image_loading.py
+	$(BIN)/python benchmarks/accuracy_metric.py
 
 clean:
 	rm -rf $(VENV) runs finetune-data finetune-stage1.json *.egg-info

@@ -26,8 +26,12 @@ def test_the_two_stage_example_transfers_what_stage_1_learned(tmp_path, monkeypa
     log = (stage2.run_dir / "train.log").read_text()
     assert "fc2.weight, fc2.bias newly initialised" in log and "'fc1' joins the optimizer" in log
     assert set(stage2.history[-1]) >= {"lr/head", "lr/fc1", "lr/convs"} and "lr/fc1" not in stage2.history[0]
-    assert json.loads((stage2.run_dir / "metrics.json").read_text())["classes"] == [
-        "cross", "diamond", "hbar", "ring", "vbar"]
+    classes = ["cross", "diamond", "hbar", "ring", "vbar"]
+    assert json.loads((stage2.run_dir / "metrics.json").read_text())["classes"] == classes
+    assert {"train_accuracy", "val_f1"} <= set(stage2.history[-1])  # the metrics the example logs
+    matrix = json.loads((stage2.run_dir / "confusion_matrix.json").read_text())
+    assert matrix["labels"] == classes and matrix["epoch"] == stage2.best["epoch"]
+    assert (stage2.run_dir / "confusion_matrix.png").stat().st_size > 0
     scratch = torchtk.train(str(EXAMPLE / "stage2.json"),
                             overrides=["model.params.weights=null", "freeze=[]", "init=[]"])
     assert stage2.best["val_accuracy"] >= 0.85

@@ -24,7 +24,8 @@ so what they build cannot drift apart. The order, and what each step needs::
                 policy with run hooks and a ``bind(optimizer, schedulers)`` method gets both
                 (gradual unfreezing adds groups to them later, and again on resume)
     callbacks   make_callback per entry, behind the run hooks (RunHooks)
-    metrics     make_metric per entry
+    metrics     make_metric per entry, with the dataset's class names (and a second
+                object for an entry with ``"train": true``)
     checks      every monitored name is logged by this run
     probe       one no-grad forward pass, each loss term and metric on a few samples
 
@@ -141,6 +142,7 @@ class Parts:
     schedulers: list[Scheduled] = field(default_factory=list)
     callbacks: dict[str, Any] = field(default_factory=dict)  # stable key "callbacks[i]:name" -> callback
     metrics: dict[str, Any] = field(default_factory=dict)
+    train_metrics: dict[str, Any] = field(default_factory=dict)  # the metrics also logged as train_<name>
     hooks: RunHooks = field(default_factory=lambda: RunHooks([]))
     classes: list[str] | None = None  # the dataset's class names, kept in metrics.json and checkpoints
     notes: list[str] = field(default_factory=list)  # build reports, written to train.log
@@ -163,11 +165,34 @@ class Parts:
         names = self.group_names
         policies_with_hooks = any(key.startswith("freeze[") for key in self.callbacks)
         return names != ["default"] or policies_with_hooks
+
     def logged_names(self) -> list[str]:
-        names = ["train_loss"]
+        names = ["train_loss", *metric_columns("train", self.train_metrics)]
         if self.val is not None:
-            names += ["val_loss", *(f"val_{m}" for m in self.metrics)]
+            names += ["val_loss", *metric_columns("val", self.metrics)]
         return names
+
+
+def metric_columns(prefix: str, metrics: dict[str, Any]) -> list[str]:
+    """The columns metrics log: ``<prefix>_<name>``, or ``<prefix>_<name>/<column>`` for
+    each of a metric's ``columns`` (none when that list is empty)."""
+    names = []
+    for name, metric in metrics.items():
+        columns = getattr(metric, "columns", None)
+        names += [f"{prefix}_{name}"] if columns is None else [f"{prefix}_{name}/{c}" for c in columns]
+    return names
+
+
+def metric_values(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """Each metric's ``compute()`` as logged columns (see :func:`metric_columns`)."""
+    row = {}
+    for name, metric in metrics.items():
+        value = metric.compute()
+        if isinstance(value, dict):
+            row.update({f"{prefix}_{name}/{column}": float(v) for column, v in value.items()})
+        else:
+            row[f"{prefix}_{name}"] = float(value)
+    return row
 
 
 def build(resolved: ResolvedSpec, path: str, **context: Any) -> Any:
@@ -316,7 +341,12 @@ def _callbacks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> No
 def _metrics(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     entries = resolved.slot("metrics")
     keys = unique_keys([e.ref.name.split("::")[-1] for e in entries])
-    parts.metrics = {key: _on_device(build(resolved, e.path), parts.device) for key, e in zip(keys, entries)}
+
+    def make(entry: Any) -> Any:
+        return _on_device(build(resolved, entry.path, classes=parts.classes), parts.device)
+
+    parts.metrics = {key: make(e) for key, e in zip(keys, entries)}
+    parts.train_metrics = {key: make(e) for key, e in zip(keys, entries) if e.ref.train}
 
 
 def _checks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
@@ -390,10 +420,27 @@ def _probe(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
                 with input_errors(f"loss[{index}]: {name!r} does not fit the model's output and the targets"):
                     term(output, target)
             for index, (name, metric) in enumerate(parts.metrics.items()):
-                with input_errors(f"metrics[{index}]: {name!r} does not fit the model's output and the targets"):
-                    copy.deepcopy(metric).update(output.float() if hasattr(output, "float") else output, target)
+                probe_metric(f"metrics[{index}] ({name})", metric, output, target)
     finally:
         model.train()
+
+
+def probe_metric(where: str, metric: Any, output: Any, target: Any) -> None:
+    """Update and compute a copy of ``metric`` on the probe batch. A metric's own
+    ``TorchtkError`` (which names the param to change) is shown as it is."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # a few samples: "no positive samples" and the like
+            warnings.simplefilter("ignore")
+            probe = copy.deepcopy(metric)
+            probe.update(output.float() if hasattr(output, "float") else output, target)
+            probe.compute()
+    except TorchtkError as exc:
+        raise UserInputError(f"{where}: {exc}") from exc
+    except Exception as exc:
+        raise UserInputError(f"{where}: does not fit the model's output and the targets: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
 
 def probe_batch(*candidates: Any) -> Any:
@@ -480,13 +527,27 @@ def monitored_names(resolved: ResolvedSpec) -> list[tuple[str, str]]:
     return wanted
 
 
-def spec_logged_names(resolved: ResolvedSpec, validation: bool) -> list[str]:
-    """What :meth:`Parts.logged_names` gives for this spec, with or without a validation split."""
-    names = ["train_loss"]
+def spec_logged_names(resolved: ResolvedSpec, validation: bool,
+                      per_column: frozenset[str] = frozenset()) -> list[str]:
+    """What :meth:`Parts.logged_names` gives for this spec, with or without a validation
+    split; a metric key in ``per_column`` logs ``val_<key>/<column>`` columns instead."""
+    entries = resolved.slot("metrics")
+    metrics = unique_keys([e.ref.name.split("::")[-1] for e in entries])
+    names = ["train_loss", *(f"train_{m}" for m, e in zip(metrics, entries) if e.ref.train and m not in per_column)]
     if validation:
-        metrics = unique_keys([e.ref.name.split("::")[-1] for e in resolved.slot("metrics")])
-        names += ["val_loss", *(f"val_{m}" for m in metrics)]
+        names += ["val_loss", *(f"val_{m}" for m in metrics if m not in per_column)]
     return names
+
+
+def per_column_metrics(resolved: ResolvedSpec, wanted: list[tuple[str, str]]) -> frozenset[str]:
+    """The metric keys whose built metric logs per-column values (a ``columns`` list),
+    built without data (no class names) only when a monitored name starts with one."""
+    entries = resolved.slot("metrics")
+    keys = unique_keys([e.ref.name.split("::")[-1] for e in entries])
+    mentioned = [(key, entry) for key, entry in zip(keys, entries)
+                 if any(name.startswith((f"val_{key}", f"train_{key}")) for _, name in wanted)]
+    return frozenset(key for key, entry in mentioned
+                     if getattr(build(resolved, entry.path), "columns", None) is not None)
 
 
 def _own_validation_split(resolved: ResolvedSpec) -> bool:
@@ -523,10 +584,14 @@ def check_without_data(resolved: ResolvedSpec, build_dataset: bool = True) -> No
         if interval == "step" and _metric_needed(entry):
             raise metric_per_update(index, ref)
     wanted = monitored_names(resolved)
+    per_column = per_column_metrics(resolved, wanted)
+    # a per-class column's name needs the dataset's class names: tk train checks those
+    wanted = [(where, name) for where, name in wanted
+              if not name.startswith(tuple(f"{p}_{key}/" for key in per_column for p in ("train", "val")))]
     validation = resolved.spec.data.val_split > 0 or bool(resolved.spec.trainer.overfit_batches)
-    if not validation and any(name not in spec_logged_names(resolved, False) for _, name in wanted):
+    if not validation and any(name not in spec_logged_names(resolved, False, per_column) for _, name in wanted):
         if not build_dataset:
             return
         validation = _own_validation_split(resolved)
-    available = spec_logged_names(resolved, validation)
+    available = spec_logged_names(resolved, validation, per_column)
     check_logged(wanted, available)

@@ -50,7 +50,7 @@ KINDS: dict[str, Kind] = {
         Kind("model", "models", "make_model"),
         Kind("dataset", "datasets", "make_dataset"),
         Kind("optimizer", "optimizers", "make_optimizer", ("parameters",)),
-        Kind("metric", "metrics", "make_metric"),
+        Kind("metric", "metrics", "make_metric", ("classes",)),
         Kind("init", "init", "make_init"),
         Kind("transform", "transforms", "make_transform"),
     )

@@ -209,6 +209,10 @@ class Run:
             if state.summary_extras:  # what callbacks list there (the checkpoint policy's files)
                 summary.update(state.summary_extras)
             self.run_dir.write_metrics(summary)
+            if improved:  # metrics that write files (confusion_matrix.png) do so for the best epoch
+                for metric in self.parts.metrics.values():
+                    if callable(getattr(metric, "write_best", None)):
+                        metric.write_best(self.run_dir.path, row["epoch"])
             self.run_dir.log(f"epoch {row['epoch']} " + " ".join(f"{k}={v!r}" for k, v in row.items() if k != "epoch"))
         self.reporter.epoch_end(row, best=improved)
         if state.epoch_notes:  # what callbacks decided about this epoch, after its row

@@ -203,16 +203,24 @@ def make_optimizer(name: str, params: BaseModel, parameters: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def make_metric(name: str, params: BaseModel) -> Any:
+def make_metric(name: str, params: BaseModel, classes: "list[str] | None") -> Any:
     """Build the metric ``name``.
 
-    Called on the providing plugin only (provider call), once per run; the engine calls
-    ``reset()`` before and ``compute()`` after each validation pass.
+    Called on the providing plugin only (provider call), once per metric the spec lists
+    (twice for one with ``"train": true``: a second object for the training batches);
+    the engine calls ``reset()`` before and ``compute()`` after each pass.
 
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
+    :param classes: The dataset's class names, or ``None`` (a dataset without them, or
+        ``Registry.create`` outside a run), for per-class columns and figures.
     :returns: An object with ``reset()``, ``update(output, target)`` and
-        ``compute() -> float``. ``update`` should not synchronise with the device.
+        ``compute()``. ``update`` should not synchronise with the device. ``compute()``
+        returns a float (logged as ``val_<name>``), or a dict ``{column: float}`` when
+        the object has a ``columns`` list naming those keys (logged as
+        ``val_<name>/<column>``; an empty ``columns`` logs nothing). Optionally
+        ``write_best(run_dir, epoch)``: called on the main process after a validation
+        pass that is the best so far, to write files (``confusion_matrix.png``).
 
     .. versionadded:: 0.1
     """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from torchtk.core.assembly import metric_values
 from torchtk.core.data import TensorBatches, batch_size, to_device
 from torchtk.core.distributed import Placement
 from torchtk.core.state import TrainState
@@ -66,8 +67,12 @@ def _autocast(precision: Any) -> Any:
 
 def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Placement, reporter: Any,
                 log_every: int) -> dict[str, float]:
-    """One pass over the training batches; returns the epoch's train loss row."""
+    """One pass over the training batches; returns the epoch's train loss row (and the
+    ``train_<metric>`` columns of metrics asked for with ``"train": true``)."""
     model, loss_fn, device = parts.wrapped, parts.loss, parts.device
+    train_metrics = list(parts.train_metrics.values())
+    for metric in train_metrics:
+        metric.reset()
     autocast = _autocast(parts.precision)
     meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=True))
     move = not isinstance(parts.train, TensorBatches)  # TensorBatches live on the device (in input_dtype) already
@@ -94,10 +99,17 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
         if at_boundary(index) and not update(state, index, loss, inputs, target) and state.skip_step:
             continue  # a callback skipped this update (nan_guard): its batch stays out of the epoch's mean
         meter.add(loss, values, batch_size(target))
+        if train_metrics:
+            detached = output.detach().float() if hasattr(output, "detach") else output
+            for metric in train_metrics:
+                metric.update(detached, target)
     if loss is not None:
         state.logged_loss = float(loss.detach())
         reporter.progress(parts.info.batches_per_epoch, state.logged_loss)
-    return meter.row("train", placement)
+    row = meter.row("train", placement)
+    if train_metrics:
+        row.update(metric_values("train", parts.train_metrics))
+    return row
 
 
 def evaluate(parts: Any, batches: Any, placement: Placement) -> dict[str, float]:
@@ -122,6 +134,5 @@ def evaluate(parts: Any, batches: Any, placement: Placement) -> dict[str, float]
             for metric in metrics.values():
                 metric.update(output.float() if hasattr(output, "float") else output, target)
     row = meter.row("val", placement)
-    for name, metric in metrics.items():
-        row[f"val_{name}"] = float(metric.compute())
+    row.update(metric_values("val", metrics))
     return row

@@ -1,5 +1,6 @@
-"""A small segmentation workflow: the synthetic ``shapes`` dataset, the ``unet`` model and
-the ``iou`` metric, used by the bundled ``shapes-dice`` example."""
+"""A small segmentation workflow: the synthetic ``shapes`` dataset and the ``unet`` model,
+used by the bundled ``shapes-dice`` example (with the ``iou`` metric of
+:mod:`torchtk.plugins.metrics`)."""
 
 from __future__ import annotations
 
@@ -41,18 +42,6 @@ class UNetParams(Params):
     depth: int = Field(3, ge=1, le=6, description="Number of down-sampling steps.")
 
 
-class IoUMetricParams(Params):
-    """Intersection over union of binary (or multilabel) masks, over the whole validation set.
-
-    A pixel is predicted foreground when its probability exceeds ``threshold``; the
-    metric is ``sum(pred & target) / sum(pred | target)`` over all pixels of all images
-    (1.0 when both are empty). Accumulated on the device, read once per epoch.
-    """
-
-    threshold: float = Field(0.5, gt=0, lt=1, description="Probability above which a pixel counts as foreground.")
-    from_logits: bool = Field(True, description="The output holds logits (true) or probabilities (false).")
-
-
 def shapes(params: ShapesParams):
     import torch
     from torch.utils.data import TensorDataset
@@ -81,37 +70,11 @@ def shapes(params: ShapesParams):
     return TensorDataset(images.unsqueeze(1), masks.unsqueeze(1).float())
 
 
-class MaskIoU:
-    def __init__(self, threshold: float, from_logits: bool) -> None:
-        import math
-
-        self.cut = math.log(threshold / (1 - threshold)) if from_logits else threshold
-        self.reset()
-
-    def reset(self) -> None:
-        self.intersection = 0
-        self.union = 0
-
-    def update(self, output, target) -> None:
-        predicted = output > self.cut
-        truth = target > 0.5
-        if predicted.shape != truth.shape and predicted.numel() == truth.numel():
-            truth = truth.reshape(predicted.shape)
-        self.intersection = self.intersection + (predicted & truth).sum()
-        self.union = self.union + (predicted | truth).sum()
-
-    def compute(self) -> float:
-        union = float(self.union)
-        return float(self.intersection) / union if union else 1.0
-
-
 @hookimpl
 def register_components(register):
     register(Component("dataset", "shapes", "Synthetic segmentation: shapes on a noisy background, with masks.",
                        params=ShapesParams))
     register(Component("model", "unet", "Small U-Net for segmentation (logits out).", params=UNetParams))
-    register(Component("metric", "iou", "Intersection over union of thresholded binary masks.",
-                       params=IoUMetricParams, aliases=("jaccard", "mask_iou")))
 
 
 @hookimpl
@@ -124,8 +87,3 @@ def make_model(name, params):
     from torchtk.plugins._unet import UNet
 
     return UNet(**params.model_dump())
-
-
-@hookimpl
-def make_metric(name, params):
-    return MaskIoU(params.threshold, params.from_logits)

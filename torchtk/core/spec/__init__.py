@@ -26,6 +26,7 @@ from torchtk.core.spec.models import (
     ComponentRef,
     DataSpec,
     LossTerm,
+    MetricRef,
     ModelRef,
     RunSpec,
     SchedulerRef,
@@ -40,8 +41,8 @@ from torchtk.core.spec.sourcemap import DuplicateKey, SourceMap
 
 __all__ = [
     "COMPONENT_SLOTS", "EXAMPLES_DIR", "ONE_OR_MANY", "RESUMABLE_CHANGES", "SLOTS", "SLOT_BY_FIELD",
-    "ComponentRef", "DataSpec", "DuplicateKey", "Entry", "LossTerm", "ModelRef", "ResolvedSpec", "RunSpec",
-    "SchedulerRef", "Slot", "SourceMap", "TrainerSpec",
+    "ComponentRef", "DataSpec", "DuplicateKey", "Entry", "LossTerm", "MetricRef", "ModelRef", "ResolvedSpec",
+    "RunSpec", "SchedulerRef", "Slot", "SourceMap", "TrainerSpec",
     "apply_override", "blame_overrides", "bundled_examples", "format_loc", "load_resolved", "load_spec",
     "problems_from", "read_spec_file", "read_spec_source", "resolve", "run_spec_schema",
     "spec_differences", "spec_fingerprint", "split_path",

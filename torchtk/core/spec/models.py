@@ -66,6 +66,12 @@ class SchedulerRef(ComponentRef):
     monitor: str = Field("val_loss", description="Logged value passed to schedulers that need a metric.")
 
 
+class MetricRef(ComponentRef):
+    """A metric, computed on the validation batches (``val_<name>``)."""
+
+    train: bool = Field(False, description="Also computed on the training batches, logged as train_<name>.")
+
+
 class TransformsSpec(_Strict):
     """Input transforms per split (``transform`` components), so training augmentations
     never reach validation."""
@@ -127,7 +133,7 @@ SLOTS: tuple[Slot, ...] = (  # in build order
     Slot("freeze", "freeze", ComponentRef, many=True),
     Slot("precision", "precision", ComponentRef),
     Slot("callbacks", "callback", ComponentRef, many=True),
-    Slot("metrics", "metric", ComponentRef, many=True),
+    Slot("metrics", "metric", MetricRef, many=True),
 )
 SLOT_BY_FIELD: dict[str, Slot] = {slot.field: slot for slot in SLOTS}
 # top-level slots holding component refs, where --set may expand a bare name to {"name": ...}
@@ -207,7 +213,8 @@ class RunSpec(_Strict):
     freeze: list[ComponentRef] = Field(default_factory=list, description="Fine-tuning policies, applied in order.")
     precision: ComponentRef = Field(default_factory=lambda: ComponentRef(name="fp32"))
     callbacks: list[ComponentRef] = Field(default_factory=list, description="Step/epoch callbacks, run in this order.")
-    metrics: list[ComponentRef] = Field(default_factory=list, description="Validation metrics, logged as val_<name>.")
+    metrics: list[MetricRef] = Field(default_factory=list, description="Validation metrics, logged as val_<name> "
+                                                                      "(and train_<name> with train: true).")
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
 
     @model_validator(mode="before")

@@ -1,0 +1,108 @@
+"""The confusion matrix: logs no column, and writes ``confusion_matrix.png`` and
+``confusion_matrix.json`` for the best epoch through the optional ``write_best`` method."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchmetrics
+
+from torchtk.plugins.metrics._inputs import ClassificationInputs
+from torchtk.plugins.metrics._torchmetrics import classification_kwargs, column_names
+
+
+class ConfusionMatrix:
+    """``compute()`` returns ``{}`` (no column) and keeps the matrix; ``write_best`` draws it."""
+
+    columns: list[str] = []  # logs nothing: the matrix is a file, not a scalar
+
+    def __init__(self, params: Any, classes: list[str] | None) -> None:
+        task = params.task
+        kwargs = classification_kwargs("confusion_matrix", params, task)
+        normalize = None if params.normalize == "none" else params.normalize
+        self.metric = torchmetrics.ConfusionMatrix(task=task, normalize=normalize, **kwargs)
+        self.inputs = ClassificationInputs("confusion_matrix", params, task, "task" in params.model_fields_set)
+        self.params = params
+        size = 2 if task == "binary" else params.num_classes if task == "multiclass" else params.num_labels
+        self.labels = column_names(size, classes)
+        self.matrix: list[Any] | None = None
+
+    def to(self, device: Any) -> "ConfusionMatrix":
+        self.metric = self.metric.to(device)
+        return self
+
+    def reset(self) -> None:
+        self.metric.reset()
+
+    def update(self, output: Any, target: Any) -> None:
+        self.metric.update(*self.inputs(output, target))
+
+    def compute(self) -> dict[str, float]:
+        self.matrix = self.metric.compute().cpu().tolist()
+        return {}
+
+    def write_best(self, run_dir: Path, epoch: int) -> None:
+        """Write the last computed matrix (the best epoch's) as PNG and JSON."""
+        if self.matrix is None:
+            return
+        data = {"epoch": epoch, "task": self.params.task, "normalize": self.params.normalize,
+                "rows": "true class", "columns": "predicted class", "labels": self.labels}
+        rows = ",\n".join(f"    {json.dumps(row)}" for row in self.matrix)  # one matrix row per line
+        text = f'{json.dumps(data, indent=2)[:-2]},\n  "matrix": [\n{rows}\n  ]\n}}\n'
+        write_atomically(run_dir / "confusion_matrix.json", text.encode())
+        write_atomically(run_dir / "confusion_matrix.png", self.figure_png(epoch))
+
+    def figure_png(self, epoch: int) -> bytes:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        matrices = self.matrix if self.params.task == "multilabel" else [self.matrix]
+        titles = self.labels if self.params.task == "multilabel" else [None]
+        labels = ["0", "1"] if self.params.task == "multilabel" else self.labels
+        size = max(3.5, 0.55 * len(labels) + 2.2)
+        figure = Figure(figsize=(size * len(matrices), size), layout="constrained")
+        for index, (matrix, title) in enumerate(zip(matrices, titles)):
+            draw(figure.add_subplot(1, len(matrices), index + 1), torch.tensor(matrix, dtype=torch.float64),
+                 labels, self.params.normalize != "none", title)
+        figure.suptitle(f"confusion matrix, best epoch {epoch}")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
+
+
+def draw(axes: Any, matrix: torch.Tensor, labels: list[str], normalized: bool, title: str | None) -> None:
+    """One matrix: true classes down, predicted across, the value in every cell."""
+    axes.imshow(matrix.numpy(), cmap="Blues", vmin=0)
+    ticks = list(range(len(labels)))
+    axes.set_xticks(ticks, labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if max(
+        map(len, labels)) > 3 else "center")
+    axes.set_yticks(ticks, labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if title:
+        axes.set_title(title)
+    peak = float(matrix.max()) if matrix.numel() else 0.0
+    for row in range(matrix.shape[0]):
+        for col in range(matrix.shape[1]):
+            value = float(matrix[row, col])
+            text = f"{value:.2f}" if normalized else f"{int(round(value))}"
+            axes.text(col, row, text, ha="center", va="center",
+                      color="white" if peak and value > peak / 2 else "black")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
