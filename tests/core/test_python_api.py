@@ -20,10 +20,10 @@ class Recorder(Reporter):
     def __init__(self):
         self.rows, self.started = [], None
 
-    def start(self, run_dir, epochs, batches, first_epoch=1):
+    def start(self, run_dir, epochs, batches, first_epoch=1, **details):  # details: setup, batch_size, ...
         self.started = (epochs, batches)
 
-    def epoch_end(self, row):
+    def epoch_end(self, row, **details):
         self.rows.append(row)
 
 

@@ -67,6 +67,9 @@ class Reporter:
     shown after the run directory on the first line: ``run directory: runs/x  (cpu, fp32)``;
     its ``batch_size`` (samples per batch over all processes) sizes the samples per
     second. ``epoch_end``'s ``best`` says the row is the best so far by the monitor.
+    The engine passes such details as keywords and may add more: a reporter of your own
+    (``torchtk.train(spec, progress=MyReporter())``) takes ``**details`` in ``start`` and
+    ``epoch_end`` to keep working.
     """
 
     def start(self, run_dir: Any, epochs: int, batches: int, first_epoch: int = 1, *, setup: str = "",
