@@ -64,7 +64,9 @@ class LimitedBatches:
         return itertools.islice(iter(self.loader), self.count)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["loader"], name)
+        if name == "loader":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
 
 
 def batch_count(limit: int | float, available: int, where: str) -> int:

@@ -75,7 +75,10 @@ class Run:
         self.parts: Parts = build_parts(resolved, self.placement)
         parts = self.parts
         self.stepper = Stepper(parts, self.placement)
-        self.run_dir = RunDir(run_dir or new_run_dir(self.spec.trainer.output_dir, self.spec.name))
+        trainer = self.spec.trainer
+        keep = run_dir is not None or not trainer.fast_dev_run or trainer.keep_dev_run
+        self.scratch = None if keep else Path(tempfile.mkdtemp(prefix=f"torchtk-{self.spec.name}-dev-"))
+        self.run_dir = RunDir(run_dir or new_run_dir(self.scratch or trainer.output_dir, self.spec.name))
         self.state = TrainState(model=parts.model, optimizer=parts.optimizer, run=parts.info, device=parts.device,
                                 scaler=parts.precision.scaler, run_dir=self.run_dir.path, log=self._log,
                                 is_main=self.placement.is_main,
@@ -223,9 +226,12 @@ class Run:
     def result(self) -> RunResult:
         history = self.state.history
         best, last = (self.checkpoints.directory / name for name in ("best.pt", "last.pt"))
+        kept = self.scratch is None  # a fast_dev_run's checkpoints go with its temporary directory
         return RunResult(self.run_dir.path, history, self.state.best_row, history[-1] if history else {},
                          self.spec.trainer.monitor, self.state.should_stop, self.epoch_seconds, self.parts.model,
-                         best if best.exists() else None, last if last.exists() else None)
+                         best if best.exists() and kept else None, last if last.exists() and kept else None,
+                         fast_dev_run=batch_limits(self.spec.trainer)[0][1] if self.spec.trainer.fast_dev_run else 0,
+                         kept=kept)
 
     def fail(self, exc: BaseException) -> NoReturn:
         """End the run on ``exc``: tell the callbacks, log it, raise what the user sees."""
@@ -276,35 +282,15 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
         raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
-    trainer = resolved.spec.trainer
-    if trainer.fast_dev_run and resume_dir is not None:
+    if resolved.spec.trainer.fast_dev_run and resume_dir is not None:
         raise UserInputError("trainer.fast_dev_run: a dev run does not resume a run; drop --resume or set it to false")
-    scratch = None
-    try:
-        if trainer.fast_dev_run and not trainer.keep_dev_run:  # nothing kept: the run directory is temporary
-            scratch = Path(tempfile.mkdtemp(prefix=f"torchtk-{resolved.spec.name}-dev-"))
-        result = _train(resolved, registry, reporter, resume_dir, scratch,
-                        str(spec) if isinstance(spec, (str, Path)) and not overrides else None)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if trainer.fast_dev_run:
-        result.fast_dev_run, result.kept = batch_limits(trainer)[0][1], scratch is None
-        if scratch is not None:  # its checkpoints went with the temporary directory
-            result.best_checkpoint = result.last_checkpoint = None
-    return result
-
-
-def _train(resolved: ResolvedSpec, registry: Registry, reporter: Reporter | None, resume_dir: Path | None,
-           scratch: Path | None, source: str | None) -> RunResult:
-    """Build the run (in ``scratch``, a temporary directory, when given), restore it, fit it."""
     with sigterm_as_interrupt():
         try:
-            run_dir = new_run_dir(scratch, resolved.spec.name) if scratch is not None else resume_dir
-            run = Run(resolved, registry, reporter, run_dir)
+            run = Run(resolved, registry, reporter, resume_dir)
         except KeyboardInterrupt:
             raise RunInterrupted("interrupted while building the run; nothing was written") from None
-        run.checkpoints.source = source  # how to continue this run: the spec the user named, else spec.json
+        # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
+        run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides else None
         try:
             start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
             return run.fit(start)
@@ -312,3 +298,5 @@ def _train(resolved: ResolvedSpec, registry: Registry, reporter: Reporter | None
             run.fail(exc)
         finally:
             run.run_dir.close()
+            if run.scratch is not None:  # a fast_dev_run's temporary run directory: nothing is kept
+                shutil.rmtree(run.scratch, ignore_errors=True)

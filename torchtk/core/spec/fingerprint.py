@@ -12,7 +12,11 @@ from typing import Any
 from torchtk.core.spec.models import RunSpec
 
 RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
-                     ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",)}
+                     ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",),
+                     ("trainer", "val_every_n_epochs"), ("trainer", "keep_dev_run")}
+# settings added after checkpoints were first written: left out of the fingerprint at their
+# default, so a run checkpointed before they existed still resumes
+ADDED_LATER = ("fast_dev_run", "limit_train_batches", "limit_val_batches", "overfit_batches")
 
 
 def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
@@ -23,6 +27,11 @@ def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
         for key in path[:-1]:
             node = node[key]
         node.pop(path[-1], None)
+    defaults = type(spec.trainer).model_fields
+    for name in ADDED_LATER:
+        value, default = data["trainer"].get(name), defaults[name].default
+        if type(value) is type(default) and value == default:  # 1 (one batch) is no 1.0 (all of them)
+            del data["trainer"][name]
     return data
 
 
