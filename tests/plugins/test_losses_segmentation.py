@@ -325,3 +325,19 @@ def test_the_old_reduction_batch_or_image_still_means_regions():
     from torchtk.plugins.losses.segmentation import DiceParams
 
     assert DiceParams(reduction="image").regions == "image" and DiceParams(reduction="image").reduction == "mean"
+
+
+@pytest.mark.parametrize("regions", ["batch", "image"])
+@pytest.mark.parametrize("name", REGION_LOSSES)
+def test_multiclass_index_targets_without_one_hot_pass_gradcheck(name, regions):
+    """Class indices without ignore_index take the scatter path (no one-hot): same values
+    as the one-hot, and gradcheck."""
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 4), generator=g)
+    target[1] = 0  # classes 1 and 2 absent from image 1
+    for options in ({}, {"include_background": False}, {"classes": [2]}):
+        loss = create(name, mode="multiclass", regions=regions, **options)
+        onehot = F.one_hot(target, 3).permute(0, 3, 1, 2).double()
+        torch.testing.assert_close(loss(logits, target), loss(logits, onehot))
+        assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))

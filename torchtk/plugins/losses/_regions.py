@@ -83,15 +83,76 @@ class RegionSums(torch.autograd.Function):
         return grad_prob, grad_target, None, None
 
 
+class SigmoidSums(torch.autograd.Function):
+    """``(I, P, T)`` of ``p = sigmoid(x)`` over 1-D ``x`` and ``t``, one region: the
+    binary fast path, with the sigmoid's backward folded in
+    (``dL/dx = (dL/dI t + dL/dP) p (1 - p)``) so autograd records one node, not three."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        prob = torch.sigmoid(x)
+        ctx.save_for_backward(prob, target)
+        return torch.dot(prob, target), prob.sum(), target.sum()
+
+    @staticmethod
+    def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor) -> tuple:
+        prob, target = ctx.saved_tensors
+        grad_x = grad_target = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.sigmoid_backward((target * g_inter).add_(g_pred), prob)
+        if ctx.needs_input_grad[1]:
+            grad_target = (prob * g_inter).add_(g_true)
+        return grad_x, grad_target
+
+
+class IndexSums(torch.autograd.Function):
+    """``(I, P, T)`` per class (``image=False``: over the batch) or per class and image
+    from probabilities ``(N, C, S)`` and class indices ``(N, S)``, without building the
+    one-hot: ``I`` and ``T`` are scatter-adds of the true class's probability and of 1,
+    and the backward adds ``dL/dI`` only at the true class (a scatter) to ``dL/dP``."""
+
+    @staticmethod
+    def forward(ctx: Any, prob: torch.Tensor, indices: torch.Tensor,
+                image: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, c = prob.shape[:2]
+        index = indices.unsqueeze(1)
+        picked = prob.gather(1, index).squeeze(1)
+        inter = prob.new_zeros(n, c).scatter_add_(1, indices, picked)
+        true = prob.new_zeros(n, c).scatter_add_(1, indices, torch.ones_like(picked))
+        pred = prob.sum(2)
+        ctx.save_for_backward(index)
+        ctx.image, ctx.shape = image, prob.shape
+        if image:
+            return inter, pred, true
+        return inter.sum(0), pred.sum(0), true.sum(0)
+
+    @staticmethod
+    def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor) -> tuple:
+        (index,) = ctx.saved_tensors
+        n, c, s = ctx.shape
+        if not ctx.image:
+            g_inter, g_pred = g_inter.expand(n, c), g_pred.expand(n, c)
+        grad = g_pred.unsqueeze(2).expand(n, c, s).contiguous()
+        grad.scatter_add_(1, index, g_inter.unsqueeze(2).expand(n, c, s).gather(1, index))
+        return grad, None, None
+
+
 @dataclass
 class Prepared:
     """A batch in the layout every region loss uses: ``(N, C, S)`` with S the pixels."""
 
     logits: torch.Tensor          # the output in compute dtype (logits, or probabilities)
     prob: torch.Tensor            # probabilities
-    target: torch.Tensor          # per-class targets, zero at ignored pixels
+    target: Optional[torch.Tensor]  # per-class targets, zero at ignored pixels (None: see dense_target)
     mask: Optional[torch.Tensor]  # 1 at pixels that count, 0 at ignored ones (None: all count)
     indices: Optional[torch.Tensor] = None  # multiclass class indices (N, S), ignore_index kept
+
+    def dense_target(self) -> torch.Tensor:
+        """The per-class targets; multiclass indices without ignored pixels are turned
+        into a one-hot only when an option needs it (the plain sums scatter instead)."""
+        if self.target is None:
+            self.target = torch.zeros_like(self.prob).scatter_(1, self.indices.unsqueeze(1), 1.0)
+        return self.target
 
 
 class RegionLoss(nn.Module):
@@ -154,8 +215,7 @@ class RegionLoss(nn.Module):
                     mask = valid.unsqueeze(1).to(dtype)
                     onehot = torch.zeros_like(x).scatter_(1, t.masked_fill(~valid, 0).unsqueeze(1), mask)
                 else:
-                    mask = None
-                    onehot = torch.zeros_like(x).scatter_(1, t.unsqueeze(1), 1.0)
+                    mask, onehot = None, None  # built on demand by dense_target
                 prob = torch.softmax(x, 1) if self.from_logits else x
                 return Prepared(x, prob, onehot, mask, indices)
             n, c = output.shape[:2]
@@ -194,7 +254,13 @@ class RegionLoss(nn.Module):
         return self.classes
 
     def sums(self, batch: Prepared) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        prob, target, mask = batch.prob, batch.target, batch.mask
+        if batch.target is None and self._plain_sums:
+            sums = IndexSums.apply(batch.prob, batch.indices, self.regions == "image")
+            if self._all_channels:
+                return sums
+            chosen = self.channels(batch.prob.shape[1])
+            return tuple(value[..., chosen] for value in sums)
+        prob, target, mask = batch.prob, batch.dense_target(), batch.mask
         if not self._all_channels:
             chosen = self.channels(prob.shape[1])
             prob, target = prob[:, chosen], target[:, chosen]
@@ -277,8 +343,9 @@ class RegionLoss(nn.Module):
         if (not self._fast or output.dtype != torch.float32 or target.dtype != torch.float32
                 or output.shape != target.shape or torch.is_autocast_enabled(output.device.type)):
             return None
-        prob = torch.sigmoid(output.reshape(-1)) if self.from_logits else output.reshape(-1)
-        return RegionSums.apply(prob, target.reshape(-1), None, None)
+        if self.from_logits:
+            return SigmoidSums.apply(output.reshape(-1), target.reshape(-1))
+        return RegionSums.apply(output.reshape(-1), target.reshape(-1), None, None)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         sums = self.fast_sums(output, target)
@@ -379,7 +446,7 @@ class DiceBCELoss(DiceLoss):
         ``(1 - e) onehot + e / C``."""
         if self.mode != "multiclass":
             return self.binary_cross_entropy(batch)
-        x, t, e = batch.logits, batch.target, self.label_smoothing
+        x, t, e = batch.logits, batch.target, self.label_smoothing  # t is None for class indices
         log_prob = F.log_softmax(x, 1) if self.from_logits else x.clamp_min(torch.finfo(x.dtype).tiny).log()
         total = self.reduction == "sum"
         if batch.indices is None:
