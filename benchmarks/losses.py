@@ -5,7 +5,8 @@ MONAI and segmentation_models_pytorch (when installed: `pip install torchtk[benc
 
 Shapes: binary (16, 1, 128, 128) and multiclass (16, 5, 128, 128) logits, 1024 boxes.
 Every implementation of one formula is timed in the same run, interleaved round by round
-so that load on the machine hits all of them alike; the table shows each one's median
+(in a rotating order, each on its own copy of the inputs) so that load on the machine
+and cache state hit all of them alike; the table shows each one's median
 in ms, torchtk's min/median/max, and torchtk's ratio of medians to the fastest peer's
 (<= 1.0 is the goal; "min ratio" compares the best rounds, the least noisy figure on a
 shared machine). Values are compared too, so a fast wrong implementation shows up.
@@ -198,14 +199,19 @@ def naive_box_iou(a, b, eps=1e-7):
 def time_all(impls: dict[str, Callable], make_inputs: Callable, rounds: int) -> dict[str, tuple]:
     """(min, median, max) ms of forward+backward per implementation (interleaved), and the value."""
     logits, target = make_inputs()
+    # each implementation its own copies, and the order rotates every round: whoever runs
+    # right after another one would otherwise find the shared target warm in the cache
     leaves = {name: logits.detach().clone().requires_grad_(True) for name in impls}
+    targets = {name: target.clone() for name in impls}
     values, times = {}, {name: [] for name in impls}
+    order = list(impls)
     for round_index in range(rounds + 5):
-        for name, fn in impls.items():
-            x = leaves[name]
+        order = order[1:] + order[:1]
+        for name in order:
+            fn, x = impls[name], leaves[name]
             x.grad = None
             start = time.perf_counter()
-            loss = fn(x, target)
+            loss = fn(x, targets[name])
             loss.backward()
             elapsed = time.perf_counter() - start
             if round_index >= 5:

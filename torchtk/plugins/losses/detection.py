@@ -86,11 +86,11 @@ def box_iou_loss(params: BoxIoUParams):
         if output.dtype != torch.float64:
             output = output.float()  # float16 areas overflow (torchvision upcasts the same way)
         target = target.to(output.dtype)
-        width = (torch.minimum(output[..., 2], target[..., 2]) - torch.maximum(output[..., 0], target[..., 0])).clamp_min(0)
-        height = (torch.minimum(output[..., 3], target[..., 3]) - torch.maximum(output[..., 1], target[..., 1])).clamp_min(0)
-        inter = width * height
-        area_out = (output[..., 2] - output[..., 0]) * (output[..., 3] - output[..., 1])
-        area_tgt = (target[..., 2] - target[..., 0]) * (target[..., 3] - target[..., 1])
+        # corners as (x, y) pairs: half the kernels of one op per coordinate
+        low, high = torch.maximum(output[..., :2], target[..., :2]), torch.minimum(output[..., 2:], target[..., 2:])
+        inter = (high - low).clamp_min(0).prod(-1)
+        area_out = (output[..., 2:] - output[..., :2]).prod(-1)
+        area_tgt = (target[..., 2:] - target[..., :2]).prod(-1)
         den = torch.minimum(area_out, area_tgt) if use_min else area_out + area_tgt - inter
         return reduce_boxes(1 - inter / (den + eps), reduction)
 
