@@ -341,3 +341,22 @@ def test_multiclass_index_targets_without_one_hot_pass_gradcheck(name, regions):
         onehot = F.one_hot(target, 3).permute(0, 3, 1, 2).double()
         torch.testing.assert_close(loss(logits, target), loss(logits, onehot))
         assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
+
+
+@pytest.mark.parametrize("name", ["dice", "iou"])
+def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name):
+    """float32 binary with the defaults is one autograd node with closed-form derivatives;
+    against the float64 general path (soft targets, so the target's gradient counts too)."""
+    g = torch.Generator().manual_seed(14)
+    logits = (torch.randn(4, 1, 8, 8, generator=g) * 3).requires_grad_(True)
+    target = torch.rand(4, 1, 8, 8, generator=g).requires_grad_(True)
+    loss = create(name, smooth=0.5)
+    value = loss(logits, target)
+    grads = torch.autograd.grad(value * 2.5, (logits, target))
+    x64, t64 = logits.detach().double().requires_grad_(True), target.detach().double().requires_grad_(True)
+    expected = loss(x64, t64)
+    expected_grads = torch.autograd.grad(expected * 2.5, (x64, t64))
+    torch.testing.assert_close(value, expected.float())
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want.float())
+    assert value.grad_fn.name() == "BinaryRegionLossBackward"

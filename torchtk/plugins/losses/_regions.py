@@ -105,6 +105,30 @@ class SigmoidSums(torch.autograd.Function):
         return grad_x, grad_target
 
 
+class BinaryRegionLoss(torch.autograd.Function):
+    """The binary fast path in one autograd node: ``1 - S(I, P, T)`` of ``p = sigmoid(x)``
+    over 1-D ``x`` and ``t``, with the score's partial derivatives in closed form
+    (``score_grads`` of the loss), so no scalar op of the formula records a node."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor, loss: "RegionLoss") -> torch.Tensor:
+        prob = torch.sigmoid(x)
+        inter, pred, true = torch.dot(prob, target), prob.sum(), target.sum()
+        score, d_inter, d_pred, d_true = loss.score_grads(inter, pred, true)
+        ctx.save_for_backward(prob, target, d_inter, d_pred, d_true)
+        return 1 - score
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        prob, target, d_inter, d_pred, d_true = ctx.saved_tensors
+        grad_x = grad_target = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.sigmoid_backward((target * (-grad * d_inter)).add_(-grad * d_pred), prob)
+        if ctx.needs_input_grad[1]:
+            grad_target = (prob * (-grad * d_inter)).add_(-grad * d_true)
+        return grad_x, grad_target, None
+
+
 class IndexSums(torch.autograd.Function):
     """``(I, P, T)`` per class (``image=False``: over the batch) or per class and image
     from probabilities ``(N, C, S)`` and class indices ``(N, S)``, without building the
@@ -220,6 +244,9 @@ class RegionLoss(nn.Module):
         self._plain_reduce = reduction == "mean" and class_weights is None and empty_target == "penalize_fp"
         self._all_channels = include_background and classes is None
         self._fast = mode == "binary" and regions == "batch" and ignore_index is None and self._plain_sums
+        # one node for the whole loss: needs the closed-form score derivatives and nothing after 1 - score
+        self._one_node = (self._fast and from_logits and self._plain_reduce and not log_loss
+                          and self.smooth_dr > 0 and type(self).score_grads is not RegionLoss.score_grads)
 
     def extra_repr(self) -> str:
         text = (f"mode={self.mode!r}, from_logits={self.from_logits}, smooth_nr={self.smooth_nr}, "
@@ -341,6 +368,10 @@ class RegionLoss(nn.Module):
     def region_score(self, inter: torch.Tensor, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def score_grads(self, inter: torch.Tensor, pred: torch.Tensor, true: torch.Tensor) -> tuple:
+        """``(S, dS/dI, dS/dP, dS/dT)`` in closed form, for the one-node binary path."""
+        raise NotImplementedError
+
     def region_loss(self, inter: torch.Tensor, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         """``1 - score``, or ``-log(max(score, 1e-7))`` with ``log_loss`` (smp's rule)."""
         score = self.region_score(inter, pred, true)
@@ -392,6 +423,9 @@ class RegionLoss(nn.Module):
         return RegionSums.apply(output.reshape(-1), target.reshape(-1), None, None)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if (self._one_node and output.dtype == torch.float32 and target.dtype == torch.float32
+                and output.shape == target.shape and not torch.is_autocast_enabled(output.device.type)):
+            return BinaryRegionLoss.apply(output.reshape(-1), target.reshape(-1), self)
         sums = self.fast_sums(output, target)
         if sums is not None:
             return self.reduce(self.region_loss(*sums), sums[2])
@@ -409,6 +443,12 @@ class DiceLoss(RegionLoss):
     def region_score(self, inter, pred, true):
         return self.ratio(2 * inter + self.smooth_nr, pred + true + self.smooth_dr)
 
+    def score_grads(self, inter, pred, true):
+        num, den = 2 * inter + self.smooth_nr, pred + true + self.smooth_dr
+        score = num / den
+        d_rest = -score / den
+        return score, 2 / den, d_rest, d_rest
+
 
 class IoULoss(RegionLoss):
     """Score ``(I + smooth_nr) / (P + T - I + smooth_dr)`` per region."""
@@ -417,6 +457,12 @@ class IoULoss(RegionLoss):
 
     def region_score(self, inter, pred, true):
         return self.ratio(inter + self.smooth_nr, pred + true - inter + self.smooth_dr)
+
+    def score_grads(self, inter, pred, true):
+        num, den = inter + self.smooth_nr, pred + true - inter + self.smooth_dr
+        score = num / den
+        d_rest = -score / den
+        return score, (1 + score) / den, d_rest, d_rest
 
 
 class TverskyLoss(RegionLoss):
