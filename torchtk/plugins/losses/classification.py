@@ -182,9 +182,11 @@ def soft_bce_loss(params: SoftBCEParams):
         target = target.to(output.dtype)
         if e:
             target = target * (1 - 2 * e) + e
+        plain_mean = reduction == "mean" and keep is None  # torch's own mean: no extra division node
         loss = F.binary_cross_entropy_with_logits(output, target, weight=keep, pos_weight=pos_weight(output),
-                                                  reduction="none" if reduction == "none" else "sum")
-        if reduction != "mean":
+                                                  reduction="mean" if plain_mean else
+                                                  ("none" if reduction == "none" else "sum"))
+        if reduction != "mean" or plain_mean:
             return loss
         return loss / (output.numel() if keep is None else keep.sum().clamp_min(1))
 
