@@ -1,13 +1,16 @@
 """Forward+backward time of torchtk's custom losses against the tutorial's naive code,
 MONAI and segmentation_models_pytorch (when installed: `pip install torchtk[bench]`).
 
-    python benchmarks/losses.py [--rounds 60] [--threads N] [--json]
+    python benchmarks/losses.py [--rounds 60] [--threads N] [--json] [--only NAME]
 
-Shapes: binary (16, 1, 128, 128) and multiclass (16, 5, 128, 128) logits. Every
-implementation of one formula is timed in the same run, interleaved round by round so
-that load on the machine hits all of them alike; the table shows the median in ms and
-torchtk's ratio to the fastest peer (<= 1.0 is the goal). Values are compared too, so a
-fast wrong implementation shows up.
+Shapes: binary (16, 1, 128, 128) and multiclass (16, 5, 128, 128) logits, 1024 boxes.
+Every implementation of one formula is timed in the same run, interleaved round by round
+(in a rotating order, each on its own copy of the inputs) so that load on the machine
+and cache state hit all of them alike; the table shows each one's median
+in ms, torchtk's min/median/max, and torchtk's ratio of medians to the fastest peer's
+(<= 1.0 is the goal; "min ratio" compares the best rounds, the least noisy figure on a
+shared machine). Values are compared too, so a fast wrong implementation shows up.
+Every torchtk loss runs with its options at their defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torchtk
 
 BINARY = (16, 1, 128, 128)
 MULTICLASS = (16, 5, 128, 128)
+BOXES = 1024
 
 
 # -- the tutorial's implementations ("Loss Function Library - Keras & PyTorch"), as written there
@@ -139,6 +143,7 @@ def peers_binary(name):
             "tversky": lambda: S.TverskyLoss("binary", smooth=1.0, alpha=0.5, beta=0.5),
             "dice_bce": smp_dice_bce,
             "focal": lambda: S.FocalLoss("binary", alpha=0.25, gamma=2.0),
+            "soft_bce": lambda: S.SoftBCEWithLogitsLoss(),
         }.get(name, lambda: None)()
     except ImportError:
         pass
@@ -179,23 +184,41 @@ def peers_multiclass(name):
 
 # -- timing ---------------------------------------------------------------------------------
 
-def time_all(impls: dict[str, Callable], make_inputs: Callable, rounds: int) -> dict[str, tuple[float, float]]:
-    """Median ms of forward+backward per implementation (interleaved), and the value."""
+def naive_soft_bce(inputs, targets):
+    return F.binary_cross_entropy_with_logits(inputs, targets)
+
+
+def naive_box_iou(a, b, eps=1e-7):
+    """The tutorial-style paired IoU loss."""
+    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area_a, area_b = (a[:, 2:] - a[:, :2]).prod(1), (b[:, 2:] - b[:, :2]).prod(1)
+    return (1 - inter / (area_a + area_b - inter + eps)).mean()
+
+
+def time_all(impls: dict[str, Callable], make_inputs: Callable, rounds: int) -> dict[str, tuple]:
+    """(min, median, max) ms of forward+backward per implementation (interleaved), and the value."""
     logits, target = make_inputs()
+    # each implementation its own copies, and the order rotates every round: whoever runs
+    # right after another one would otherwise find the shared target warm in the cache
     leaves = {name: logits.detach().clone().requires_grad_(True) for name in impls}
+    targets = {name: target.clone() for name in impls}
     values, times = {}, {name: [] for name in impls}
+    order = list(impls)
     for round_index in range(rounds + 5):
-        for name, fn in impls.items():
-            x = leaves[name]
+        order = order[1:] + order[:1]
+        for name in order:
+            fn, x = impls[name], leaves[name]
             x.grad = None
             start = time.perf_counter()
-            loss = fn(x, target)
+            loss = fn(x, targets[name])
             loss.backward()
             elapsed = time.perf_counter() - start
             if round_index >= 5:
                 times[name].append(elapsed * 1e3)
             values[name] = float(loss.detach())
-    return {name: (statistics.median(times[name]), values[name]) for name in impls}
+    return {name: ((min(times[name]), statistics.median(times[name]), max(times[name])), values[name])
+            for name in impls}
 
 
 def binary_inputs():
@@ -208,8 +231,18 @@ def multiclass_inputs():
     return torch.randn(MULTICLASS, generator=g) * 2, torch.randint(0, 5, MULTICLASS[:1] + MULTICLASS[2:], generator=g)
 
 
+def box_inputs():
+    g = torch.Generator().manual_seed(0)
+
+    def boxes():
+        corner = torch.rand(BOXES, 2, generator=g) * 400
+        return torch.cat([corner, corner + torch.rand(BOXES, 2, generator=g) * 100 + 1], 1)
+    return boxes(), boxes()
+
+
 def cases():
     create = torchtk.registry.create
+    names = set(torchtk.registry.names("loss"))
     yield "dice", "binary", binary_inputs, {"torchtk": create("loss", "dice"), "naive": naive_dice, **peers_binary("dice")}
     yield "iou", "binary", binary_inputs, {"torchtk": create("loss", "iou"), "naive": naive_iou, **peers_binary("iou")}
     yield "tversky", "binary", binary_inputs, {"torchtk": create("loss", "tversky"), "naive": naive_tversky,
@@ -227,34 +260,53 @@ def cases():
     yield "focal", "multiclass", multiclass_inputs, {"torchtk": create("loss", "focal", mode="multiclass", alpha=None),
                                                      "naive": naive_softmax_focal}
     yield "sce", "multiclass", multiclass_inputs, {"torchtk": create("loss", "sce"), "naive": naive_sce}
+    if "soft_bce" in names:  # absent before the issue-10 options
+        yield "soft_bce", "binary", binary_inputs, {"torchtk": create("loss", "soft_bce"), "naive": naive_soft_bce,
+                                                    **peers_binary("soft_bce")}
+    yield "box_iou", "boxes", box_inputs, {
+        "torchtk": create("loss", "box_iou"), "naive": naive_box_iou,
+        "torchvision": lambda a, b: (1 - __import__("torchvision").ops.box_iou(a, b).diagonal()).mean()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--only", default=None, help="time only the rows of this loss name")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for name, mode, make_inputs, impls in cases():
+        if args.only and name != args.only:
+            continue
         measured = time_all(impls, make_inputs, args.rounds)
         peers = {k: v for k, v in measured.items() if k != "torchtk"}
-        fastest = min(peers, key=lambda k: peers[k][0])
-        rows.append({"loss": name, "mode": mode, "ms": {k: round(v[0], 3) for k, v in measured.items()},
+        fastest = min(peers, key=lambda k: peers[k][0][1])
+        ours, best = measured["torchtk"][0], peers[fastest][0]
+        rows.append({"loss": name, "mode": mode, "ms": {k: round(v[0][1], 3) for k, v in measured.items()},
+                     "torchtk_min_median_max": [round(t, 3) for t in ours],
                      "value": {k: round(v[1], 6) for k, v in measured.items()},
-                     "fastest_peer": fastest, "ratio": round(measured["torchtk"][0] / peers[fastest][0], 2)})
+                     "fastest_peer": fastest, "ratio": round(ours[1] / best[1], 2),
+                     "min_ratio": round(ours[0] / min(v[0][0] for v in peers.values()), 2)})
     if args.json:
         print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, indent=1))
         return
+    print_table(rows, args.rounds)
+
+
+def print_table(rows: list[dict], rounds: int) -> None:
     columns = ["torchtk", "naive", "monai", "smp", "torchvision"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} rounds, "
-          f"forward+backward in ms; binary {BINARY}, multiclass {MULTICLASS}")
-    print(f"{'loss':<12} {'mode':<11}" + "".join(f"{c:>12}" for c in columns) + f"{'ratio':>8}  fastest peer")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds, forward+backward in ms "
+          f"(median per implementation); binary {BINARY}, multiclass {MULTICLASS}")
+    print(f"{'loss':<12} {'mode':<11}" + "".join(f"{c:>10}" for c in columns)
+          + f"{'torchtk min/med/max':>22}{'ratio':>7}{'min ratio':>10}  fastest peer")
     for row in rows:
-        cells = "".join(f"{row['ms'][c]:>12.2f}" if c in row["ms"] else f"{'-':>12}" for c in columns)
-        print(f"{row['loss']:<12} {row['mode']:<11}{cells}{row['ratio']:>8.2f}  {row['fastest_peer']}")
+        cells = "".join(f"{row['ms'][c]:>10.2f}" if c in row["ms"] else f"{'-':>10}" for c in columns)
+        spread = "/".join(f"{t:.2f}" for t in row["torchtk_min_median_max"])
+        print(f"{row['loss']:<12} {row['mode']:<11}{cells}{spread:>22}{row['ratio']:>7.2f}{row['min_ratio']:>10.2f}"
+              f"  {row['fastest_peer']}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_multi_step_accepts_increasing_milestones(tk, spec_file, small_spec):
     small_spec["scheduler"] = {"name": "multi_step", "params": {"milestones": [1, 2], "gamma": 0.5}}
     result = tk("validate", spec_file(small_spec))
     assert result.exit_code == 0
-    assert result.json()["scheduler"][0]["params"] == {"milestones": [1, 2], "gamma": 0.5}
+    assert result.json()["scheduler"][0]["params"] == {"milestones": [1, 2], "gamma": 0.5, "last_epoch": -1}
 
 
 # -- multiplicative compounds ---------------------------------------------------------------------

@@ -179,3 +179,110 @@ def test_sce_gradcheck_extremes_and_errors():
 def test_classification_losses_are_listed():
     assert {"focal", "batch_focal", "sce"} <= set(torchtk.registry.names("loss"))
     assert "0.0866" in torchtk.registry.describe("loss", "focal")["description"]
+
+
+# -- focal options, soft_bce ---------------------------------------------------------------
+
+def hand_sigmoid_focal(logits, target, gamma=2.0, alpha=0.25, threshold=None):
+    """Per element: the factor and ce written out from p = sigmoid(x)."""
+    p = torch.sigmoid(logits)
+    p_t = p * target + (1 - p) * (1 - target)
+    ce = -torch.log(p_t)
+    if threshold is None:
+        factor = (1 - p_t) ** gamma
+    else:
+        factor = torch.where(p_t < threshold, torch.ones_like(p_t), ((1 - p_t) / threshold) ** gamma)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    return factor, alpha_t * factor * ce
+
+
+def test_focal_reduced_threshold_and_normalized_match_their_formulas():
+    logits = torch.tensor([[2.0, -1.0, 0.3], [-3.0, 0.5, 4.0]], dtype=torch.float64)
+    target = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    factor, terms = hand_sigmoid_focal(logits, target, threshold=0.5)
+    reduced = create("focal", mode="multilabel", reduced_threshold=0.5)
+    torch.testing.assert_close(reduced(logits, target), terms.mean())
+    factor, terms = hand_sigmoid_focal(logits, target)
+    normalized = create("focal", mode="multilabel", normalized=True, reduction="sum")
+    torch.testing.assert_close(normalized(logits, target), terms.sum() / factor.sum())
+    torch.testing.assert_close(create("focal", mode="multilabel", normalized=True)(logits, target),
+                               terms.mean() / factor.sum())
+    # multiclass: the factor of the true class's probability
+    classes = torch.tensor([0, 2])
+    p_t = torch.softmax(logits, 1)[torch.arange(2), classes]
+    factor = torch.where(p_t < 0.4, torch.ones_like(p_t), ((1 - p_t) / 0.4) ** 2)
+    expected = (-factor * p_t.log()).sum() / factor.sum()
+    focal = create("focal", mode="multiclass", alpha=None, reduced_threshold=0.4, normalized=True, reduction="sum")
+    torch.testing.assert_close(focal(logits, classes), expected)
+
+
+def test_focal_class_weights_and_include_background():
+    logits = torch.tensor([[[2.0, -1.0], [0.3, 1.0], [-2.0, 0.0]]], dtype=torch.float64)  # (1, 3, 2)
+    target = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=torch.float64)
+    _, terms = hand_sigmoid_focal(logits, target)
+    w = torch.tensor([2.0, 0.0, 1.0], dtype=torch.float64).reshape(1, 3, 1)
+    weighted = create("focal", mode="multilabel", class_weights=w.flatten().tolist())
+    torch.testing.assert_close(weighted(logits, target), (w * terms).sum() / (w.sum() * 2))
+    torch.testing.assert_close(create("focal", mode="multilabel", include_background=False)(logits, target),
+                               terms[:, 1:].mean())
+    torch.testing.assert_close(create("focal", mode="multilabel", include_background=False,
+                                      class_weights=w.flatten().tolist())(logits, target),
+                               (w[:, 1:] * terms[:, 1:]).sum() / (w[:, 1:].sum() * 2))
+    # multiclass: pixels of class 0 give no term and still count in the mean
+    classes = torch.tensor([[0, 2]])
+    plain = create("focal", mode="multiclass", reduction="none")(logits, classes)
+    no_background = create("focal", mode="multiclass", include_background=False)(logits, classes)
+    torch.testing.assert_close(no_background, plain[0, 1] / 2)
+    with pytest.raises(ParamsError, match="class_weights needs mode multilabel"):
+        create("focal", mode="multiclass", class_weights=[1.0, 2.0])
+    with pytest.raises(ParamsError, match="include_background: false needs"):
+        create("focal", include_background=False)
+    with pytest.raises(ValueError, match="class_weights has 2 weights but the output has 3 channels"):
+        create("focal", mode="multilabel", class_weights=[1.0, 2.0])(logits, target)
+
+
+@pytest.mark.parametrize("options", [dict(normalized=True), dict(reduced_threshold=0.5), dict(class_weights=[1.0, 3.0]),
+                                     dict(include_background=False), dict(normalized=True, reduced_threshold=0.3)])
+def test_focal_options_give_finite_gradients_at_logits_100(options):
+    logits = torch.tensor([[100.0, -100.0], [-100.0, 100.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    value = create("focal", mode="multilabel", **options)(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    if "class_weights" not in options:
+        multiclass = torch.tensor([[100.0, -100.0, 0.0], [-100.0, 100.0, 0.0]], requires_grad=True)
+        value = create("focal", mode="multiclass", **options)(multiclass, torch.tensor([1, 1]))
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(multiclass.grad).all()
+
+
+def test_focal_options_gradcheck():
+    logits = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    soft = torch.rand(3, 4, dtype=torch.float64)
+    for options in (dict(normalized=True), dict(reduced_threshold=0.6, gamma=2.0), dict(class_weights=[1.0, 0.5, 2.0, 0.0])):
+        focal = create("focal", mode="multilabel", **options)
+        assert torch.autograd.gradcheck(lambda x: focal(x, soft), (logits,))
+
+
+def test_soft_bce_label_smoothing_ignore_index_and_pos_weight():
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([[1.0, 0.0, -100.0, 1.0]], dtype=torch.float64)
+    kept = torch.tensor([True, True, False, True])
+    smoothed = torch.tensor([0.9, 0.1, 0.0, 0.9], dtype=torch.float64)
+    p = torch.sigmoid(logits[0])
+    terms = -(3.0 * smoothed * p.log() + (1 - smoothed) * (1 - p).log())
+    loss = create("soft_bce", label_smoothing=0.1, ignore_index=-100, pos_weight=3.0)
+    torch.testing.assert_close(loss(logits, target), terms[kept].mean())
+    per_element = create("soft_bce", label_smoothing=0.1, ignore_index=-100, pos_weight=3.0, reduction="none")
+    torch.testing.assert_close(per_element(logits, target)[0], torch.where(kept, terms, 0))
+    # without options it is torch's BCE on logits
+    clean = target.clamp(min=0)
+    torch.testing.assert_close(create("soft_bce")(logits, clean), F.binary_cross_entropy_with_logits(logits, clean))
+    logits = torch.tensor([[100.0, -100.0, 100.0]], requires_grad=True)
+    value = create("soft_bce", label_smoothing=0.2)(logits, torch.tensor([[0.0, 1.0, 1.0]]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    with pytest.raises(ParamsError, match="pos_weight must be > 0"):
+        create("soft_bce", pos_weight=[1.0, -1.0])
+    with pytest.raises(ValueError, match="pos_weight has 2 values"):
+        create("soft_bce", pos_weight=[1.0, 2.0])(torch.zeros(2, 3), torch.zeros(2, 3))

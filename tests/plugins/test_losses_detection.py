@@ -69,3 +69,52 @@ def test_box_shape_errors_name_the_loss_and_shapes():
         create("giou")(torch.rand(3, 4), torch.rand(2, 4))
     with pytest.raises(ValueError, match=r"'box_iou'.*\(3, 5\)"):
         create("box_iou")(torch.rand(3, 5), torch.rand(3, 5))
+
+
+BOX_LOSSES = ["box_iou", "giou", "diou", "ciou"]
+
+
+def test_box_iou_on_float16_pixel_boxes_is_computed_in_float32_like_torchvision():
+    a = torch.tensor([[0.0, 0.0, 300.0, 300.0], [10.0, 10.0, 410.0, 330.0]], dtype=torch.float16)
+    b = torch.tensor([[20.0, 20.0, 320.0, 320.0], [10.0, 10.0, 400.0, 330.0]], dtype=torch.float16)
+    assert torch.isinf((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])).all()  # the area overflows float16
+    expected = (1 - ops.box_iou(a, b).diagonal()).mean()  # torchvision upcasts to float32
+    value = create("box_iou", eps=1e-12)(a, b)
+    assert torch.isfinite(value) and value.dtype == torch.float32
+    torch.testing.assert_close(value, expected)
+
+
+@pytest.mark.parametrize("name", BOX_LOSSES)
+def test_empty_batch_of_boxes_gives_zero_not_nan_like_torchvision(name):
+    a = torch.zeros(0, 4, requires_grad=True)
+    for reduction in ("mean", "sum"):
+        value = create(name, reduction=reduction)(a, torch.zeros(0, 4))
+        assert value.item() == 0.0
+    value.backward()
+    assert create(name, reduction="none")(a, torch.zeros(0, 4)).shape == (0,)
+    torch.testing.assert_close(ops.generalized_box_iou_loss(a, torch.zeros(0, 4), reduction="mean"),
+                               torch.tensor(0.0))  # the torchvision behaviour this copies
+
+
+@pytest.mark.parametrize("name,function", [("box_iou", None), ("giou", ops.generalized_box_iou_loss),
+                                           ("diou", ops.distance_box_iou_loss),
+                                           ("ciou", ops.complete_box_iou_loss)])
+def test_reduction_none_gives_one_loss_per_box(boxes, name, function):
+    a, b = boxes
+    per_box = create(name, reduction="none", eps=1e-12)(a, b)
+    assert per_box.shape == (16,)
+    expected = 1 - ops.box_iou(a, b).diagonal() if function is None else function(a, b, eps=1e-12)
+    torch.testing.assert_close(per_box, expected)
+    torch.testing.assert_close(per_box.mean(), create(name, eps=1e-12)(a, b))
+    assert create(name, reduction="none")(a.reshape(2, 8, 4), b.reshape(2, 8, 4)).shape == (2, 8)
+
+
+@pytest.mark.parametrize("name", BOX_LOSSES)
+def test_box_losses_under_float16_autocast_on_cpu(boxes, name):
+    a, b = (x.float() * 40 for x in boxes)  # up to 600 px: float16 areas would overflow
+    a.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.float16):
+        value = create(name)(a.half(), b.half())
+    value.float().backward()
+    assert torch.isfinite(value) and torch.isfinite(a.grad).all()
+    torch.testing.assert_close(value.float(), create(name)(a, b).float(), atol=2e-3, rtol=2e-2)

@@ -64,8 +64,10 @@ def test_all_region_losses_are_listed_with_aliases():
     assert torchtk.registry.resolve("loss", "jaccard").name == "iou"
     shown = torchtk.registry.describe("loss", "dice")
     assert "2 * sum(p * t)" in shown["description"]
-    assert {p["name"] for p in shown["params"]} == {"mode", "from_logits", "smooth", "ignore_index", "reduction",
-                                                    "empty_target"}
+    assert {p["name"] for p in shown["params"]} == {
+        "mode", "from_logits", "smooth", "smooth_nr", "smooth_dr", "ignore_index", "regions", "reduction",
+        "empty_target", "include_background", "classes", "class_weights", "squared_pred", "soft_label", "log_loss"}
+    assert all(p["description"] for p in shown["params"])
 
 
 def test_defaults_reproduce_the_tutorial_losses(binary_batch):
@@ -129,13 +131,13 @@ def test_multiclass_matches_the_per_region_formula(name, reduction):
     target = torch.randint(0, 4, (3, 8, 8), generator=g)
     target[0, :2] = 255
     options = {"alpha": 0.3, "beta": 0.7, "gamma": 1.5} if name == "tversky" else {}
-    loss = create(name, mode="multiclass", ignore_index=255, reduction=reduction, **options)
+    loss = create(name, mode="multiclass", ignore_index=255, regions=reduction, **options)
     valid = (target != 255).unsqueeze(1)
     onehot = F.one_hot(target.clamp(max=3), 4).permute(0, 3, 1, 2).double()
     expected = reference(name, torch.softmax(logits, 1), onehot, valid, reduction == "image", **options)
     torch.testing.assert_close(loss(logits, target), expected)
     # one-hot targets give the same value as class indices
-    plain = create(name, mode="multiclass", reduction=reduction, **options)
+    plain = create(name, mode="multiclass", regions=reduction, **options)
     clean = torch.randint(0, 4, (3, 8, 8), generator=g)
     torch.testing.assert_close(plain(logits, clean), plain(logits, F.one_hot(clean, 4).permute(0, 3, 1, 2).double()))
 
@@ -146,7 +148,7 @@ def test_multilabel_and_binary_ignore_index_match_the_per_region_formula(name, r
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
     target = (torch.rand(2, 3, 6, 6, generator=g) > 0.5).double()
-    loss = create(name, mode="multilabel", reduction=reduction)
+    loss = create(name, mode="multilabel", regions=reduction)
     valid = torch.ones(2, 1, 6, 6, dtype=torch.bool)
     torch.testing.assert_close(loss(logits, target),
                                reference(name, torch.sigmoid(logits), target, valid, reduction == "image"))
@@ -154,7 +156,7 @@ def test_multilabel_and_binary_ignore_index_match_the_per_region_formula(name, r
     binary_target = target[:, :1].clone()
     binary_target[:, :, :2] = -1
     kept = binary_target != -1
-    loss = create(name, ignore_index=-1, reduction=reduction)
+    loss = create(name, ignore_index=-1, regions=reduction)
     expected = reference(name, torch.sigmoid(logits[:, :1]), binary_target.clamp(min=0), kept, reduction == "image")
     torch.testing.assert_close(loss(logits[:, :1], binary_target), expected)
 
@@ -214,7 +216,7 @@ def test_empty_target_policies_per_image_zero_counts_and_skip_leaves_out():
     target = torch.cat([SOME_FOREGROUND, EMPTY])  # image 0 has foreground, image 1 is empty
 
     def loss(policy):
-        return create("dice", from_logits=False, reduction="image", empty_target=policy)(prediction, target).item()
+        return create("dice", from_logits=False, regions="image", empty_target=policy)(prediction, target).item()
 
     image0 = 1 - (2 * 4 + 1) / (4 + 4 + 1)
     image1 = 1 - 1 / (2 + 1)
@@ -236,7 +238,7 @@ def test_all_zero_and_all_one_targets_give_zero_loss_when_predicted_exactly():
 def test_empty_policy_gradients_are_finite_and_skip_detaches_empty_regions():
     logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
     target = torch.cat([SOME_FOREGROUND, EMPTY])
-    create("dice", reduction="image", empty_target="skip")(logits, target).backward()
+    create("dice", regions="image", empty_target="skip")(logits, target).backward()
     assert torch.isfinite(logits.grad).all()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
 
@@ -269,7 +271,7 @@ def test_gradcheck_in_float64(name, mode, reduction):
         target[0, 0, 0] = 9
     options = {"gamma": 1.7} if name == "tversky" else {}
     for policy in ("penalize_fp", "zero", "skip"):
-        loss = create(name, mode=mode, reduction=reduction, ignore_index=9, empty_target=policy, **options)
+        loss = create(name, mode=mode, regions=reduction, ignore_index=9, empty_target=policy, **options)
         assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
 
 
@@ -277,7 +279,7 @@ def test_soft_targets_get_gradients_too():
     logits = torch.randn(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     target = torch.rand(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, t: create("dice")(x, t), (logits, target))
-    assert torch.autograd.gradcheck(lambda x, t: create("iou", reduction="image")(x, t), (logits, target))
+    assert torch.autograd.gradcheck(lambda x, t: create("iou", regions="image")(x, t), (logits, target))
 
 
 @pytest.mark.parametrize("name", REGION_LOSSES)
@@ -313,4 +315,48 @@ def test_invalid_params_are_rejected_before_training():
     with pytest.raises(ParamsError):
         create("dice", smooth=-1.0)
     with pytest.raises(ParamsError):
-        create("dice", reduction="mean")
+        create("dice", reduction="batchwise")
+
+
+def test_the_old_reduction_batch_or_image_still_means_regions():
+    """Before reduction took mean/sum/none it chose the regions; old specs keep working."""
+    logits, target = torch.randn(2, 1, 4, 4), (torch.rand(2, 1, 4, 4) > 0.5).float()
+    assert create("dice", reduction="image")(logits, target) == create("dice", regions="image")(logits, target)
+    from torchtk.plugins.losses.segmentation import DiceParams
+
+    assert DiceParams(reduction="image").regions == "image" and DiceParams(reduction="image").reduction == "mean"
+
+
+@pytest.mark.parametrize("regions", ["batch", "image"])
+@pytest.mark.parametrize("name", REGION_LOSSES)
+def test_multiclass_index_targets_without_one_hot_pass_gradcheck(name, regions):
+    """Class indices without ignore_index take the scatter path (no one-hot): same values
+    as the one-hot, and gradcheck."""
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 4), generator=g)
+    target[1] = 0  # classes 1 and 2 absent from image 1
+    for options in ({}, {"include_background": False}, {"classes": [2]}):
+        loss = create(name, mode="multiclass", regions=regions, **options)
+        onehot = F.one_hot(target, 3).permute(0, 3, 1, 2).double()
+        torch.testing.assert_close(loss(logits, target), loss(logits, onehot))
+        assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
+
+
+@pytest.mark.parametrize("name", ["dice", "iou"])
+def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name):
+    """float32 binary with the defaults is one autograd node with closed-form derivatives;
+    against the float64 general path (soft targets, so the target's gradient counts too)."""
+    g = torch.Generator().manual_seed(14)
+    logits = (torch.randn(4, 1, 8, 8, generator=g) * 3).requires_grad_(True)
+    target = torch.rand(4, 1, 8, 8, generator=g).requires_grad_(True)
+    loss = create(name, smooth=0.5)
+    value = loss(logits, target)
+    grads = torch.autograd.grad(value * 2.5, (logits, target))
+    x64, t64 = logits.detach().double().requires_grad_(True), target.detach().double().requires_grad_(True)
+    expected = loss(x64, t64)
+    expected_grads = torch.autograd.grad(expected * 2.5, (x64, t64))
+    torch.testing.assert_close(value, expected.float())
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want.float())
+    assert value.grad_fn.name() == "BinaryRegionLossBackward"

@@ -301,7 +301,7 @@ def test_resolved_spec_is_explicit(small_spec):
     spec = torchtk.load_spec(spec_with(small_spec, {"name": "warmup", "params": {
         "length": 2, "then": {"name": "cosine_annealing", "params": {"T_max": 3}}}}))
     params = spec.scheduler[0].params
-    assert params["then"]["params"] == {"T_max": 3, "eta_min": 0.0}
+    assert params["then"]["params"] == {"T_max": 3, "eta_min": 0.0, "last_epoch": -1}
     assert params["mode"] == "linear" and math.isclose(params["start_factor"], 0.1)
 
 
@@ -381,7 +381,7 @@ def test_params_validated_without_a_context_use_the_process_wide_registry():
     from torchtk.plugins.schedulers import WarmupParams
 
     params = WarmupParams.model_validate({"length": 2, "then": {"name": "exponential", "params": {"gamma": 0.9}}})
-    assert params.then.component.name == "exponential" and params.then.params == {"gamma": 0.9}
+    assert params.then.component.name == "exponential" and params.then.params == {"gamma": 0.9, "last_epoch": -1}
     assert params == WarmupParams.model_validate(params.model_dump())  # what it remembers is not its value
     assert copy.deepcopy(params).then.component is params.then.component
     with pytest.raises(ValueError, match="unknown scheduler 'my_scheduler'"):
@@ -395,3 +395,75 @@ def test_a_run_trains_with_a_plugin_scheduler_inside_warmup_from_the_registry_pa
     spec = spec_with(small_spec, {"name": "warmup", "params": {"length": 2, "then": "my_scheduler"}})
     result = torchtk.train(spec, registry=registry)
     assert result.history[-1]["lr"] == pytest.approx(0.01 * 0.5)  # after the warmup, the plugin's factor 0.5
+
+
+# -- last_epoch, CyclicLR scale_fn ----------------------------------------------------------------
+
+START = 12
+MID_SCHEDULE = {name: params for name, (params, _) in PARITY.items()
+                if name not in ("reduce_on_plateau", "sequential", "chained")}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", sorted(MID_SCHEDULE))
+def test_last_epoch_starts_mid_schedule(name):
+    """last_epoch k: the sequence a fresh scheduler gives from step k + 1 on."""
+    params = MID_SCHEDULE[name]
+    full = lr_sequence(ours(name, **params), steps=STEPS)
+    started = lr_sequence(ours(name, last_epoch=START, **params), steps=STEPS - START - 1)
+    assert len(started) == STEPS - START
+    for got, expected in zip(started, full[START + 1:]):
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    opt = optimizer()
+    scheduler = torchtk.registry.create("scheduler", name, optimizer=opt, last_epoch=START, **params)
+    assert scheduler.last_epoch == START + 1  # torch's counter after a start at last_epoch
+    described = {p["name"]: p for p in torchtk.registry.describe("scheduler", name)["params"]}
+    assert described["last_epoch"]["default"] == -1 and "mid-schedule" in described["last_epoch"]["description"]
+
+
+def test_last_epoch_is_validated_and_past_the_end_is_an_error():
+    from torchtk.core.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="last_epoch: Input should be greater than or equal to -1"):
+        torchtk.registry.create("scheduler", "step", optimizer=optimizer(), step_size=2, last_epoch=-2)
+    with pytest.raises(torchtk.TorchtkError, match="'one_cycle': last_epoch 60 cannot be reached"):
+        torchtk.registry.create("scheduler", "one_cycle", optimizer=optimizer(), max_lr=0.1, total_steps=STEPS,
+                                last_epoch=STEPS)
+    assert "last_epoch" not in {p["name"] for p in torchtk.registry.describe("scheduler", "reduce_on_plateau")["params"]}
+
+
+@pytest.mark.parametrize("mode,text", [("cycle", "0.5 ** (x - 1)"), ("iterations", "1 / (1 + 0.01 * x)")])
+def test_cyclic_scale_fn_expression_equals_torch_with_the_python_function(mode, text):
+    functions = {"0.5 ** (x - 1)": lambda x: 0.5 ** (x - 1), "1 / (1 + 0.01 * x)": lambda x: 1 / (1 + 0.01 * x)}
+    params = {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4, "scale_mode": mode}
+    expected = lr_sequence(lambda o: L.CyclicLR(o, scale_fn=functions[text], **params))
+    got = lr_sequence(ours("cyclic", scale_fn=text, **params))
+    assert flat(got) == pytest.approx(flat(expected))
+    assert got != lr_sequence(ours("cyclic", **params))  # the scale really changes the cycle
+
+
+def test_cyclic_scale_fn_state_round_trips():
+    opt = optimizer()
+    scheduler = torchtk.registry.create("scheduler", "cyclic", optimizer=opt, base_lr=0.01, max_lr=0.1,
+                                        step_size_up=3, scale_fn="0.5 ** (x - 1)", last_epoch=4)
+    state = copy.deepcopy(scheduler.state_dict())
+    again = torchtk.registry.create("scheduler", "cyclic", optimizer=optimizer(), base_lr=0.01, max_lr=0.1,
+                                    step_size_up=3, scale_fn="0.5 ** (x - 1)")
+    again.load_state_dict(state)
+    for _ in range(10):
+        scheduler.step()
+        again.step()
+        assert again.get_last_lr() == scheduler.get_last_lr()
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"scale_fn": "0.5 ** epoch"}, "unknown name 'epoch'"),
+    ({"scale_fn": "__import__('os')"}, "not allowed"),
+    ({"scale_fn": "1 / (x - 1)"}, "scale_fn expression '1 / (x - 1)' fails at x 1"),
+    ({"scale_fn": "x", "mode": "exp_range"}, "give scale_fn or mode, not both"),
+])
+def test_cyclic_scale_fn_problems_have_their_path(small_spec, params, fragment):
+    found = problems(spec_with(small_spec, {"name": "cyclic", "interval": "step",
+                                            "params": {"base_lr": 0.01, "max_lr": 0.1, **params}}))
+    assert len(found) == 1
+    assert fragment in next(iter(found.values()))

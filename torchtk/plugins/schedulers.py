@@ -5,7 +5,10 @@ One step unit everywhere: a scheduler is stepped once per epoch or once per opti
 update (``"interval"``), never per batch, so gradient accumulation does not shorten a
 schedule. ``lambda`` and ``multiplicative`` take their function as a small arithmetic
 expression in ``epoch`` (checked by :func:`compile_expression`, never ``eval``), or the
-name of a function-style scheduler such as ``step_decay``.
+name of a function-style scheduler such as ``step_decay``; ``cyclic``'s ``scale_fn`` is an
+expression in ``x`` checked by the same evaluator. Every torch scheduler but
+``reduce_on_plateau`` takes ``last_epoch`` to start mid-schedule: it is built fresh and
+stepped ``last_epoch + 1`` times, so the lr is the schedule's own at that point.
 
 A function-style scheduler is a scheduler component whose catalog entry declares
 ``extras={"lr_lambda": "package.module:function"}``, where
@@ -65,8 +68,11 @@ class ExpressionError(ValueError):
     """An expression that is not allowed, or fails when evaluated."""
 
 
-def compile_expression(text: str) -> Callable[[int], float]:
+def compile_expression(text: str, variable: str = VARIABLE, what: str = "lr") -> Callable[[int], float]:
     """Compile a restricted arithmetic expression in ``epoch`` into ``f(epoch) -> float``.
+
+    ``variable`` names the one variable (CyclicLR's ``scale_fn`` uses ``x``); ``what``
+    names the expression in error messages.
 
     Only numbers, the variable ``epoch``, ``+ - * / // % **``, unary minus, the
     constants in :data:`CONSTANTS` and the functions in :data:`FUNCTIONS` are allowed;
@@ -81,45 +87,51 @@ def compile_expression(text: str) -> Callable[[int], float]:
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg} at column {exc.offset}") from None
     source = text.strip()
-    evaluate = _compile(tree.body, source)
+    evaluate = _compile(tree.body, source, variable)
+    factor = "learning-rate factor" if what == "lr" else f"{what} value"
 
     def lr_lambda(epoch: int) -> float:
         try:
             value = evaluate(float(epoch))
         except (ArithmeticError, ValueError) as exc:
-            raise ExpressionError(f"lr expression {source!r} fails at epoch {epoch}: {exc}") from None
+            raise ExpressionError(f"{what} expression {source!r} fails at {variable} {epoch}: {exc}") from None
         if not math.isfinite(value) or value < 0:
-            raise ExpressionError(f"lr expression {source!r} gives {value} at epoch {epoch}; a learning-rate "
-                                  "factor must be a finite number >= 0")
+            raise ExpressionError(f"{what} expression {source!r} gives {value} at {variable} {epoch}; a {factor} "
+                                  "must be a finite number >= 0")
         return float(value)
 
     return lr_lambda
 
 
-def _compile(node: ast.AST, source: str) -> Callable[[float], Any]:
+def _compile(node: ast.AST, source: str, variable: str = VARIABLE) -> Callable[[float], Any]:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         value = float(node.value)
         return lambda epoch: value
     if isinstance(node, ast.Name):
-        if node.id == VARIABLE:
+        if node.id == variable:
             return lambda epoch: epoch
         if node.id in CONSTANTS:
             value = CONSTANTS[node.id]
             return lambda epoch: value
-        raise ExpressionError(f"unknown name {node.id!r}; {EXPRESSION_HELP}")
+        raise ExpressionError(f"unknown name {node.id!r}; {_help(variable)}")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        op, left, right = _BINARY[type(node.op)], _compile(node.left, source), _compile(node.right, source)
+        op = _BINARY[type(node.op)]
+        left, right = _compile(node.left, source, variable), _compile(node.right, source, variable)
         return lambda epoch: op(left(epoch), right(epoch))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        op, operand = _UNARY[type(node.op)], _compile(node.operand, source)
+        op, operand = _UNARY[type(node.op)], _compile(node.operand, source, variable)
         return lambda epoch: op(operand(epoch))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
         if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
             raise ExpressionError(f"{node.func.id}() takes positional arguments only")
-        function, args = FUNCTIONS[node.func.id], [_compile(a, source) for a in node.args]
+        function, args = FUNCTIONS[node.func.id], [_compile(a, source, variable) for a in node.args]
         return lambda epoch: function(*(a(epoch) for a in args))
     snippet = ast.get_source_segment(source, node) or type(node).__name__
-    raise ExpressionError(f"{snippet!r} is not allowed; {EXPRESSION_HELP}")
+    raise ExpressionError(f"{snippet!r} is not allowed; {_help(variable)}")
+
+
+def _help(variable: str) -> str:
+    return EXPRESSION_HELP if variable == VARIABLE else EXPRESSION_HELP.replace(f", {VARIABLE},", f", {variable},")
 
 
 # -- which registry names are resolved in ------------------------------------------------------
@@ -194,6 +206,10 @@ def _check_lr_function(text: str, registry: Registry) -> str:
     return text
 
 
+LAST_EPOCH = ("Start mid-schedule: -1 starts at the beginning; k starts where the schedule is after k + 1 "
+              "steps (torch's last_epoch, with the lr of that point rather than the optimizer's current one).")
+
+
 class LambdaParams(Params):
     """Set each group's lr to its initial lr times lr_lambda(epoch) (LambdaLR).
 
@@ -209,6 +225,8 @@ class LambdaParams(Params):
         description="Factor on the initial lr: an expression in epoch (e.g. \"0.95 ** epoch\") or the name of "
                     "a function-style scheduler; a list gives one per param group.",
         min_length=1)
+
+    last_epoch: int = Field(-1, ge=-1, le=10_000_000, description=LAST_EPOCH)
 
     _pinned: Optional[_Pinned] = PrivateAttr(default=None)
 
@@ -474,6 +492,9 @@ _INTERVAL_STEP = {"interval": "step", "needs_metric": False}
 _INTERVAL_EPOCH = {"interval": "epoch", "needs_metric": False}
 
 _POSITIVE = {"gt": 0}
+SCALE_FN = ("Amplitude scale as an expression in x, the same evaluator as lambda's lr_lambda (e.g. "
+            "\"0.5 ** (x - 1)\" or \"1 / (1 + 0.1 * x)\"): x is the cycle number (from 1) with scale_mode "
+            "cycle, the update count with scale_mode iterations. Replaces mode; null: mode's policy.")
 _TORCH_FIELDS: dict[str, tuple[str, dict[str, tuple[Any, dict[str, Any]]]]] = {
     "step": ("StepLR", {"step_size": (int, {"ge": 1}), "gamma": (float, _POSITIVE)}),
     "multi_step": ("MultiStepLR", {"milestones": (list[int], {"min_length": 1}), "gamma": (float, _POSITIVE)}),
@@ -491,6 +512,7 @@ _TORCH_FIELDS: dict[str, tuple[str, dict[str, tuple[Any, dict[str, Any]]]]] = {
         "base_lr": (FloatOrList, {}), "max_lr": (FloatOrList, {}), "step_size_up": (int, {"ge": 1}),
         "step_size_down": (Optional[int], {"ge": 1}),
         "mode": (Literal["triangular", "triangular2", "exp_range"], {}), "gamma": (float, _POSITIVE),
+        "scale_fn": (Optional[str], {"max_length": MAX_EXPRESSION_LENGTH, "description": SCALE_FN}),
         "scale_mode": (Literal["cycle", "iterations"], {}), "cycle_momentum": (bool, {}),
         "base_momentum": (FloatOrList, {}), "max_momentum": (FloatOrList, {})}),
     "one_cycle": ("OneCycleLR", {
@@ -527,6 +549,10 @@ _SUMMARIES = {
     "warmup": "Linear or constant warmup for N epochs or updates, then any scheduler (plateau included).",
 }
 
+for _name, (_cls, _fields) in _TORCH_FIELDS.items():
+    if _name != "reduce_on_plateau":  # torch's ReduceLROnPlateau has no last_epoch
+        _fields["last_epoch"] = (int, {"ge": -1, "le": 10_000_000, "description": LAST_EPOCH})
+
 _CLASSES = {name: cls for name, (cls, _) in _TORCH_FIELDS.items()} | {
     "lambda": "LambdaLR", "multiplicative": "MultiplicativeLR", "sequential": "SequentialLR", "chained": "ChainedScheduler"}
 
@@ -544,7 +570,40 @@ def torch_params(name: str) -> type[Params]:
         model = create_model(model.__name__, __base__=model,
                              __validators__={"_increasing": field_validator("milestones")(_increasing_milestones)})
         model.__doc__ = model.__base__.__doc__
+    if name == "cyclic":
+        model = create_model(model.__name__, __base__=model,
+                             __validators__={"_scale_fn": model_validator(mode="after")(_check_scale_fn)})
+        model.__doc__ = model.__base__.__doc__
     return model
+
+
+def _check_scale_fn(self: Any) -> Any:
+    """cyclic's scale_fn: a valid expression in x, given instead of (not with) mode."""
+    if self.scale_fn is None:
+        return self
+    if "mode" in self.model_fields_set:
+        raise ValueError("give scale_fn or mode, not both (torch ignores mode when scale_fn is given)")
+    try:
+        function = compile_expression(self.scale_fn, variable="x", what="scale_fn")
+        function(1)
+    except ExpressionError as exc:
+        raise ValueError(f"scale_fn: {exc}") from None
+    return self
+
+
+def fast_forward(scheduler: Any, name: str, last_epoch: int) -> Any:
+    """A fresh torch scheduler stepped ``last_epoch + 1`` times: where torch's
+    ``last_epoch`` would start it, with the schedule's own lr at that point."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "lr_scheduler.step() before optimizer.step()"
+            for _ in range(last_epoch + 1):
+                scheduler.step()
+    except (ValueError, ExpressionError) as exc:
+        raise TorchtkError(f"scheduler {name!r}: last_epoch {last_epoch} cannot be reached: {exc}") from None
+    return scheduler
 
 
 def _increasing_milestones(cls: Any, value: list[int]) -> list[int]:
@@ -591,7 +650,7 @@ def make_scheduler(name, params, optimizer, run):
 
     cls = getattr(lr_scheduler, _CLASSES.get(name, "LambdaLR"))
     if name in ("lambda", "multiplicative"):
-        return cls(optimizer, params.functions())
+        return fast_forward(cls(optimizer, params.functions()), name, params.last_epoch)
     if name == "step_decay":
         return lr_scheduler.LambdaLR(optimizer, lambda epoch: step_decay(epoch, params))
     if name == "warmup":
@@ -605,6 +664,9 @@ def make_scheduler(name, params, optimizer, run):
     if name == "chained":
         return cls([ref.build(optimizer, run) for ref in params.schedulers], optimizer)
     kwargs = params.model_dump()
+    last_epoch = kwargs.pop("last_epoch", -1)
     if name == "one_cycle":
         kwargs = _fill_one_cycle(kwargs, run)
-    return cls(optimizer, **kwargs)
+    if kwargs.get("scale_fn") is not None:
+        kwargs["scale_fn"] = compile_expression(kwargs["scale_fn"], variable="x", what="scale_fn")
+    return fast_forward(cls(optimizer, **kwargs), name, last_epoch)

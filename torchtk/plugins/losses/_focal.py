@@ -13,6 +13,8 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
+from torchtk.plugins.losses._inputs import LossInputError, class_indices, fail, same_shape
+
 
 class SigmoidFocal(torch.autograd.Function):
     """``alpha_t * (1 - p_t) ** gamma * BCE(x, t)`` per element, x logits, t in [0, 1].
@@ -68,3 +70,138 @@ class SigmoidFocal(torch.autograd.Function):
         if weight is not None:
             grad_x = grad_x * weight
         return grad_x * grad, None, None, None
+
+
+def focal_factor(p_t: torch.Tensor, gamma: float, reduced_threshold: Optional[float]) -> torch.Tensor:
+    """``(1 - p_t) ** gamma``, or the reduced factor ``((1 - p_t) / r) ** gamma`` that is 1
+    where ``p_t < r`` (smp's ``reduced_threshold``). p_t can round a hair above 1; only a
+    fractional power of that is NaN, so the base is clamped at 0 for those."""
+    rest = 1 - p_t
+    if not float(gamma).is_integer():
+        rest = rest.clamp_min(0)
+    if reduced_threshold is None:
+        return rest.pow(gamma) if gamma else torch.ones_like(rest)
+    return torch.where(p_t < reduced_threshold, torch.ones_like(rest), (rest / reduced_threshold).pow(gamma))
+
+
+class Focal:
+    """The ``focal`` loss, built from validated params (see ``FocalParams``): sigmoid
+    focal with the fused backward for the plain options, autograd for the others."""
+
+    def __init__(self, params: Any) -> None:
+        self.p = params
+        self.name = f"focal ({params.mode})"
+        self.plain = not params.normalized and params.reduced_threshold is None
+        self._tensors: dict = {}
+        self.__name__ = "focal"
+
+    def tensor(self, values: list[float], like: torch.Tensor) -> torch.Tensor:
+        key = (id(values), like.device, like.dtype)
+        if key not in self._tensors:
+            self._tensors[key] = torch.tensor(values, device=like.device, dtype=like.dtype)
+        return self._tensors[key]
+
+    def reduce(self, loss: torch.Tensor, factor: Optional[torch.Tensor], valid: Optional[torch.Tensor],
+               weight: Optional[torch.Tensor]) -> torch.Tensor:
+        """Mask, weights, ``normalized`` and the reduction; ``weight`` (class weights) also
+        weighs the mean's denominator."""
+        if valid is not None:
+            weight = valid if weight is None else weight * valid
+        if weight is not None:
+            loss = loss * weight
+        if self.p.normalized:
+            kept = factor if weight is None and valid is None else factor * (valid if valid is not None else 1)
+            loss = loss / kept.sum().clamp_min(1e-6)
+        if self.p.reduction == "none":
+            return loss
+        if self.p.reduction == "sum":
+            return loss.sum()
+        if weight is None:
+            return loss.mean()
+        return loss.sum() / weight.expand_as(loss).sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+    def sigmoid(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        if p.mode == "binary":
+            output, target = same_shape(self.name, output, target)
+            target = target.reshape(output.shape)
+        elif output.shape != target.shape:
+            raise fail(self.name, output, target, "a target of the output's shape (N, C, ...)")
+        if not p.include_background:
+            output, target = output[:, 1:], target[:, 1:]
+        valid = None
+        if p.ignore_index is not None:
+            keep = target != p.ignore_index
+            valid = keep.to(output.dtype)
+            target = target.masked_fill(~keep, 0)
+        target = target.to(output.dtype)
+        factor = None
+        if p.from_logits and self.plain:
+            loss = SigmoidFocal.apply(output, target, p.alpha, p.gamma)
+        else:
+            if p.from_logits:
+                ce = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+                p_t = torch.exp(-ce)
+            else:
+                ce = F.binary_cross_entropy(output, target, reduction="none")
+                p_t = output * target + (1 - output) * (1 - target)
+            factor = focal_factor(p_t, p.gamma, p.reduced_threshold)
+            loss = ce * factor
+            if p.alpha is not None:
+                loss = loss * (p.alpha * target + (1 - p.alpha) * (1 - target))
+        weight = None
+        if p.class_weights is not None:
+            channels = output.shape[1] if output.ndim > 1 else 1
+            weights = p.class_weights[0 if p.include_background else 1:]
+            if len(weights) != channels:
+                raise LossInputError(f"loss {self.name!r}: class_weights has {len(p.class_weights)} weights but "
+                                     f"the output has {channels + (not p.include_background)} channels")
+            weight = self.tensor(p.class_weights, output)[0 if p.include_background else 1:]
+            weight = weight.reshape(1, -1, *[1] * (output.ndim - 2))
+        return self.reduce(loss, factor, valid, weight)
+
+    def softmax(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        alpha = p.alpha
+        indices = class_indices(self.name, output, target)
+        if isinstance(alpha, list) and len(alpha) != output.shape[1]:
+            raise LossInputError(f"loss {self.name!r}: alpha has {len(alpha)} class weights but the output has "
+                                 f"{output.shape[1]} classes (shape {tuple(output.shape)})")
+        log_prob = F.log_softmax(output, 1) if p.from_logits else output.clamp_min(torch.finfo(output.dtype).tiny).log()
+        if not indices:
+            target = target.to(log_prob.dtype)
+            factor = focal_factor(log_prob.exp(), p.gamma, p.reduced_threshold)
+            per_class = -factor * log_prob * target
+            if isinstance(alpha, list):
+                per_class = per_class * self.tensor(alpha, log_prob).reshape(1, -1, *[1] * (output.ndim - 2))
+            elif alpha is not None:
+                per_class = per_class * alpha
+            if not p.include_background:
+                per_class, factor = per_class[:, 1:], factor[:, 1:] * target[:, 1:]
+            else:
+                factor = factor * target
+            return self.reduce(per_class.sum(1), factor.sum(1), None, None)
+        if target.dtype != torch.int64:
+            target = target.long()
+        valid = None
+        if p.ignore_index is not None:
+            keep = target != p.ignore_index
+            valid = keep.to(log_prob.dtype)
+            target = target.masked_fill(~keep, 0)
+        log_p_t = log_prob.gather(1, target.unsqueeze(1)).squeeze(1)
+        factor = focal_factor(log_p_t.exp(), p.gamma, p.reduced_threshold)
+        loss = -log_p_t * factor if p.gamma or p.reduced_threshold is not None else -log_p_t
+        if isinstance(alpha, list):
+            loss = loss * self.tensor(alpha, log_prob)[target]
+        elif alpha is not None:
+            loss = loss * alpha
+        if not p.include_background:
+            loss = loss * (target != 0).to(loss.dtype)
+        return self.reduce(loss, factor, valid, None)
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.softmax(output, target) if self.p.mode == "multiclass" else self.sigmoid(output, target)
+
+
+def build_focal(params: Any) -> Focal:
+    return Focal(params)

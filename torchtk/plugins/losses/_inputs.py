@@ -41,10 +41,14 @@ def same_shape(loss: str, output: Any, target: Any) -> tuple[Any, Any]:
 def class_indices(loss: str, output: Any, target: Any) -> bool:
     """For multiclass output ``(N, C, ...)``: True if ``target`` holds class indices
     ``(N, ...)``, False if it holds per-class values of the output's shape (one-hot or
-    probabilities). Anything else is an error."""
+    probabilities; an integer or bool one-hot is cast by the caller, as MONAI does).
+    Anything else is an error."""
     if output.ndim < 2:
         raise fail(loss, output, target, "multiclass output (N, C, ...) with at least two dimensions")
-    if target.shape == output.shape and target.is_floating_point():
+    if target.shape == output.shape:
+        if target.is_complex():
+            raise LossInputError(f"loss {loss!r}: target dtype is {target.dtype}; expected a real one-hot or "
+                                 "probability tensor (float, integer or bool)")
         return False
     if target.shape == output.shape[:1] + output.shape[2:]:
         if target.is_floating_point():

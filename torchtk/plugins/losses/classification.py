@@ -1,4 +1,4 @@
-"""Classification losses for imbalanced and noisy labels: ``focal``, ``batch_focal``, ``sce``.
+"""Classification losses for imbalanced and noisy labels: ``focal``, ``soft_bce``, ``batch_focal``, ``sce``.
 
 Function-style losses: each factory imports torch, closes over the validated params and
 returns a plain ``(output, target) -> scalar`` function.
@@ -31,6 +31,13 @@ class FocalParams(Params):
 
     The tutorial's values (``from_logits: false, alpha: 0.75, gamma: 2``): p = [0.9, 0.1]
     against y = [1, 0] gives 0.0005; p = [0.5, 0.5] against y = [1, 0] gives 0.0866.
+
+    smp's and pytorch-toolbelt's options: ``reduced_threshold`` r replaces the factor by
+    ``((1 - p_t) / r) ** gamma``, and by 1 where ``p_t < r``; ``normalized`` divides every
+    term by ``sum(factor)`` over the elements that count before the reduction (so
+    ``reduction: sum`` gives ``sum(factor * CE) / sum(factor)``; smp's mean divides that
+    once more by the element count). Both equal smp's ``FocalLoss`` (tests compute both).
+    ``class_weights`` (multilabel) and ``include_background`` follow the region losses.
     """
 
     mode: Literal["binary", "multiclass", "multilabel"] = Field(
@@ -43,9 +50,27 @@ class FocalParams(Params):
     ignore_index: Optional[int] = Field(None, description="Target value whose elements are left out of the loss and the mean.")
     reduction: Literal["mean", "sum", "none"] = Field("mean", description="Mean or sum over the elements, or none "
                                                                           "(per-element losses, for custom weighting).")
+    include_background: bool = Field(True, description="false: leave channel 0 out (multilabel: its sigmoid "
+                                                       "terms; multiclass: the terms of pixels of class 0).")
+    class_weights: Optional[list[float]] = Field(
+        None, min_length=1, description="multilabel: one weight >= 0 per channel multiplying its terms; the mean "
+                                        "becomes sum(w l) / sum(w) over the elements (smp's rule).")
+    normalized: bool = Field(False, description="Divide by the sum of the focal factors (smp's normalized focal "
+                                                "loss, arXiv 1909.07829), then reduce.")
+    reduced_threshold: Optional[float] = Field(
+        None, gt=0, le=1, description="Reduced focal loss (arXiv 1903.01347): factor ((1 - p_t) / r) ** gamma, "
+                                      "and 1 where p_t < r; null: the plain factor.")
 
     @model_validator(mode="after")
     def _alpha_fits_mode(self) -> "FocalParams":
+        if not self.include_background and self.mode == "binary":
+            raise ValueError("include_background: false needs mode multiclass or multilabel (binary has one channel)")
+        if self.class_weights is not None:
+            if self.mode != "multilabel":
+                raise ValueError("class_weights needs mode multilabel (multiclass: give alpha as a list of "
+                                 "per-class weights)")
+            if min(self.class_weights) < 0 or not any(self.class_weights):
+                raise ValueError(f"class_weights must be >= 0 and not all 0, got {self.class_weights}")
         if isinstance(self.alpha, list):
             if self.mode != "multiclass":
                 raise ValueError("alpha may be a list of per-class weights only with mode: multiclass")
@@ -53,6 +78,35 @@ class FocalParams(Params):
                 raise ValueError("alpha weights must be >= 0")
         elif self.alpha is not None and self.mode != "multiclass" and not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1] for mode {self.mode}, got {self.alpha}")
+        return self
+
+
+class SoftBCEParams(Params):
+    """Binary cross entropy on logits with label smoothing and ``ignore_index``
+    (smp's and pytorch-toolbelt's ``SoftBCEWithLogitsLoss``):
+    ``-(w_p t' log s(x) + (1 - t') log(1 - s(x)))`` per element, s the sigmoid,
+    ``t' = t (1 - 2e) + e`` (1 becomes 1 - e, 0 becomes e) and ``w_p`` the ``pos_weight``.
+
+    Output and target have one shape (a channel axis of size 1 may be left out). Elements
+    whose target is ``ignore_index`` are left out of the loss and of the mean (smp zeroes
+    them but still divides by every element: its mean is this loss's ``sum`` divided by
+    the element count).
+    """
+
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Label smoothing e: targets t become "
+                                                                  "t (1 - 2e) + e (smp's smooth_factor).")
+    ignore_index: Optional[int] = Field(None, description="Target value whose elements are left out of the loss "
+                                                          "and the mean (for example -100 or 255).")
+    pos_weight: Optional[Union[float, list[float]]] = Field(
+        None, description="Weight (> 0) of the positive term: one number, or one per channel (dim 1).")
+    reduction: Literal["mean", "sum", "none"] = Field("mean", description="Mean over the kept elements, sum, "
+                                                                          "or none (per element, 0 where ignored).")
+
+    @model_validator(mode="after")
+    def _pos_weight_positive(self) -> "SoftBCEParams":
+        values = self.pos_weight if isinstance(self.pos_weight, list) else [self.pos_weight]
+        if self.pos_weight is not None and (not values or min(values) <= 0):
+            raise ValueError(f"pos_weight must be > 0, got {self.pos_weight}")
         return self
 
 
@@ -89,96 +143,54 @@ class SCEParams(Params):
 
 
 def focal_loss(params: FocalParams):
+    from torchtk.plugins.losses._focal import build_focal
+
+    return build_focal(params)
+
+
+def soft_bce_loss(params: SoftBCEParams):
     import torch
     import torch.nn.functional as F
 
-    from torchtk.plugins.losses._focal import SigmoidFocal
-    from torchtk.plugins.losses._inputs import class_indices, same_shape
+    from torchtk.plugins.losses._inputs import LossInputError, same_shape
 
-    mode, gamma, reduction, ignore = params.mode, params.gamma, params.reduction, params.ignore_index
-    alpha = params.alpha
-    name = f"focal ({mode})"
-    alpha_by_device: dict = {}
+    e, ignore, reduction = params.label_smoothing, params.ignore_index, params.reduction
+    pos_weights: dict = {}
 
-    def reduce(loss: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor:
-        if valid is not None:
-            loss = loss * valid
-        if reduction == "none":
-            return loss
-        if reduction == "sum":
-            return loss.sum()
-        return loss.mean() if valid is None else loss.sum() / valid.sum().clamp_min(1)
-
-    def sigmoid_focal(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if mode == "binary":
-            output, target = same_shape(name, output, target)
-            target = target.reshape(output.shape)
-        elif output.shape != target.shape:
-            from torchtk.plugins.losses._inputs import fail
-
-            raise fail(name, output, target, "a target of the output's shape (N, C, ...)")
-        valid = None
-        if ignore is not None:
-            keep = target != ignore
-            valid = keep.to(output.dtype)
-            target = target.masked_fill(~keep, 0)
-        target = target.to(output.dtype)
-        if params.from_logits:
-            loss = SigmoidFocal.apply(output, target, alpha, gamma)
-        else:
-            ce = F.binary_cross_entropy(output, target, reduction="none")
-            p_t = output * target + (1 - output) * (1 - target)
-            loss = ce * (1 - p_t).pow(gamma) if gamma else ce
-            if alpha is not None:
-                loss = loss * (alpha * target + (1 - alpha) * (1 - target))
-        return reduce(loss, valid)
-
-    def class_weights(like: torch.Tensor) -> torch.Tensor:
+    def pos_weight(like: torch.Tensor) -> Optional[torch.Tensor]:
+        if params.pos_weight is None:
+            return None
         key = (like.device, like.dtype)
-        if key not in alpha_by_device:
-            alpha_by_device[key] = torch.tensor(alpha, device=like.device, dtype=like.dtype)
-        return alpha_by_device[key]
+        if key not in pos_weights:
+            pos_weights[key] = torch.tensor(params.pos_weight, device=like.device, dtype=like.dtype)
+        weight = pos_weights[key]
+        if weight.ndim:
+            if like.ndim < 2 or like.shape[1] != weight.numel():
+                raise LossInputError(f"loss 'soft_bce': pos_weight has {weight.numel()} values but the output "
+                                     f"shape {tuple(like.shape)} has no dim 1 of that size")
+            weight = weight.reshape(1, -1, *[1] * (like.ndim - 2))
+        return weight
 
-    def softmax_focal(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        indices = class_indices(name, output, target)
-        if isinstance(alpha, list) and len(alpha) != output.shape[1]:
-            from torchtk.plugins.losses._inputs import LossInputError
-
-            raise LossInputError(f"loss {name!r}: alpha has {len(alpha)} class weights but the output has "
-                                 f"{output.shape[1]} classes (shape {tuple(output.shape)})")
-        if params.from_logits:
-            log_prob = F.log_softmax(output, 1)
-        else:
-            log_prob = output.clamp_min(torch.finfo(output.dtype).tiny).log()
-        if not indices:
-            target = target.to(log_prob.dtype)
-            factor = (1 - log_prob.exp()).clamp_min(0).pow(gamma) if gamma else 1
-            per_class = -factor * log_prob * target
-            if isinstance(alpha, list):
-                per_class = per_class * class_weights(log_prob).reshape(1, -1, *[1] * (output.ndim - 2))
-            elif alpha is not None:
-                per_class = per_class * alpha
-            return reduce(per_class.sum(1), None)
-        valid = None
+    def soft_bce(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output, target = same_shape("soft_bce", output, target)
+        target = target.reshape(output.shape)
+        keep = None
         if ignore is not None:
             keep = target != ignore
-            valid = keep.to(log_prob.dtype)
             target = target.masked_fill(~keep, 0)
-        log_p_t = log_prob.gather(1, target.unsqueeze(1)).squeeze(1)
-        loss = -log_p_t
-        if gamma:
-            rest = 1 - log_p_t.exp()
-            # p_t can round to a hair above 1; only a fractional power of that is NaN
-            loss = loss * (rest if float(gamma).is_integer() else rest.clamp_min(0)).pow(gamma)
-        if isinstance(alpha, list):
-            loss = loss * class_weights(log_prob)[target]
-        elif alpha is not None:
-            loss = loss * alpha
-        return reduce(loss, valid)
+            keep = keep.to(output.dtype)
+        target = target.to(output.dtype)
+        if e:
+            target = target * (1 - 2 * e) + e
+        plain_mean = reduction == "mean" and keep is None  # torch's own mean: no extra division node
+        loss = F.binary_cross_entropy_with_logits(output, target, weight=keep, pos_weight=pos_weight(output),
+                                                  reduction="mean" if plain_mean else
+                                                  ("none" if reduction == "none" else "sum"))
+        if reduction != "mean" or plain_mean:
+            return loss
+        return loss / (output.numel() if keep is None else keep.sum().clamp_min(1))
 
-    focal = softmax_focal if mode == "multiclass" else sigmoid_focal
-    focal.__name__ = "focal"
-    return focal
+    return soft_bce
 
 
 def batch_focal_loss(params: BatchFocalParams):
@@ -224,13 +236,15 @@ def symmetric_cross_entropy(params: SCEParams):
     return sce
 
 
-_FACTORIES = {"focal": focal_loss, "batch_focal": batch_focal_loss, "sce": symmetric_cross_entropy}
+_FACTORIES = {"focal": focal_loss, "soft_bce": soft_bce_loss, "batch_focal": batch_focal_loss, "sce": symmetric_cross_entropy}
 
 
 @hookimpl
 def register_components(register):
     register(Component("loss", "focal", "Focal loss (RetinaNet form), binary, multilabel or multiclass.",
                        params=FocalParams, aliases=("sigmoid_focal",)))
+    register(Component("loss", "soft_bce", "BCE on logits with label smoothing and ignore_index (smp's SoftBCE).",
+                       params=SoftBCEParams, aliases=("soft_bce_with_logits",)))
     register(Component("loss", "batch_focal", "The tutorial's focal factor applied to the batch-mean BCE.",
                        params=BatchFocalParams))
     register(Component("loss", "sce", "Symmetric cross entropy (CE + reverse CE) for noisy labels.",

@@ -15,7 +15,9 @@ from torchtk import Component, Params, hookimpl
 
 
 class BoxParams(Params):
-    reduction: Literal["mean", "sum"] = Field("mean", description="Mean or sum over the boxes.")
+    reduction: Literal["mean", "sum", "none"] = Field(
+        "mean", description="Mean or sum over the boxes, or none (one loss per box, the input's shape without "
+                            "the last axis). The mean of no boxes is 0, as in torchvision.")
     eps: float = Field(1e-7, gt=0, description="Added to denominators so degenerate boxes stay finite.")
 
 
@@ -26,7 +28,9 @@ class BoxIoUParams(BoxParams):
     tutorial's ``isMin`` variant, 1 when one box contains the other). Boxes are
     ``(x1, y1, x2, y2)`` with ``x1 <= x2, y1 <= y2``; ``output`` and ``target`` have the
     same shape ``(..., 4)``. Per pair equal to ``1 - diag(torchvision.ops.box_iou(a, b))``
-    (plus ``eps`` in the denominator), computed without the N x N matrix.
+    (plus ``eps`` in the denominator), computed without the N x N matrix. Like torchvision,
+    float16/bfloat16 boxes are computed in float32 (a 256 x 256 box's area overflows
+    float16), and the mean over an empty batch of boxes is 0, not NaN.
     """
 
     mode: Literal["union", "min"] = Field("union", description="Denominator: union of the two boxes, or the smaller box's area.")
@@ -63,22 +67,32 @@ def _check(name, output, target):
         raise fail(name, output, target, "paired boxes of one shape (..., 4) in (x1, y1, x2, y2) form")
 
 
+def reduce_boxes(loss, reduction: str):
+    """torchvision's reductions: the mean of no boxes is 0 (with a gradient path), not NaN."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
+
+
 def box_iou_loss(params: BoxIoUParams):
     import torch
 
-    use_min, eps, reduce = params.mode == "min", params.eps, params.reduction
+    use_min, eps, reduction = params.mode == "min", params.eps, params.reduction
 
     def box_iou(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check("box_iou", output, target)
+        if output.dtype != torch.float64:
+            output = output.float()  # float16 areas overflow (torchvision upcasts the same way)
         target = target.to(output.dtype)
-        width = (torch.minimum(output[..., 2], target[..., 2]) - torch.maximum(output[..., 0], target[..., 0])).clamp_min(0)
-        height = (torch.minimum(output[..., 3], target[..., 3]) - torch.maximum(output[..., 1], target[..., 1])).clamp_min(0)
-        inter = width * height
-        area_out = (output[..., 2] - output[..., 0]) * (output[..., 3] - output[..., 1])
-        area_tgt = (target[..., 2] - target[..., 0]) * (target[..., 3] - target[..., 1])
+        # corners as (x, y) pairs: half the kernels of one op per coordinate
+        low, high = torch.maximum(output[..., :2], target[..., :2]), torch.minimum(output[..., 2:], target[..., 2:])
+        inter = (high - low).clamp_min(0).prod(-1)
+        area_out = (output[..., 2:] - output[..., :2]).prod(-1)
+        area_tgt = (target[..., 2:] - target[..., :2]).prod(-1)
         den = torch.minimum(area_out, area_tgt) if use_min else area_out + area_tgt - inter
-        loss = 1 - inter / (den + eps)
-        return loss.mean() if reduce == "mean" else loss.sum()
+        return reduce_boxes(1 - inter / (den + eps), reduction)
 
     return box_iou
 
