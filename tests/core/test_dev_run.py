@@ -310,9 +310,10 @@ def test_the_switches_are_in_the_schema_with_descriptions():
 def test_a_checkpoint_from_before_the_switches_resumes_and_a_changed_limit_is_refused(small_spec):
     run = torchtk.train(small_spec, overrides=["trainer.epochs=1"])
     path = run.run_dir / "checkpoints" / "last.pt"
-    saved = torch.load(path, weights_only=True)["spec"]["trainer"]
+    payload = torch.load(path, weights_only=True)
     for name in ("fast_dev_run", "limit_train_batches", "limit_val_batches", "overfit_batches"):
-        assert name not in saved  # at their defaults: as in a checkpoint written before they existed
+        del payload["spec"]["trainer"][name]  # as in a checkpoint written before they existed
+    torch.save(payload, path)
     with pytest.raises(UserInputError, match="trainer.limit_train_batches"):
         torchtk.train(small_spec, overrides=["trainer.epochs=2", "trainer.limit_train_batches=1"], resume=run.run_dir)
     resumed = torchtk.train(small_spec, overrides=["trainer.epochs=3", "trainer.val_every_n_epochs=2"],

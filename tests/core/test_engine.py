@@ -357,6 +357,33 @@ def test_resume_with_a_different_spec_is_user_error_naming_the_differences(small
     assert (partial.run_dir / "spec.json").read_text() == spec_json  # nothing the run had is touched
 
 
+def forget_settings(run_dir, *paths):
+    """Rewrite ``last.pt`` as a torchtk from before ``paths`` existed would have written it."""
+    path = run_dir / "checkpoints" / "last.pt"
+    payload = torch.load(path, weights_only=True)
+    for dotted in paths:
+        node = payload["spec"]
+        *parents, leaf = dotted.replace("[", ".").replace("]", "").split(".")
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        del node[leaf]
+    torch.save(payload, path)
+
+
+def test_settings_added_after_a_checkpoint_was_written_resume_at_their_default(small_spec):
+    """A param or trainer field that did not exist when the checkpoint was written (the
+    scheduler's last_epoch, the focal loss's normalized, a whole data.transforms) is no
+    difference while it has its default, and is one when the spec sets another value."""
+    partial = torchtk.train(small_spec, overrides=["trainer.epochs=1"])
+    forget_settings(partial.run_dir, "scheduler[0].params.last_epoch", "loss[0].params.normalized",
+                    "trainer.fast_dev_run", "data.transforms")
+    resumed = torchtk.train(small_spec, overrides=["trainer.epochs=2"], resume=partial.run_dir)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    small_spec["loss"][0]["params"]["normalized"] = True
+    with pytest.raises(UserInputError, match=r"at loss\[0\].params.normalized; only trainer"):
+        torchtk.train(small_spec, overrides=["trainer.epochs=3"], resume=partial.run_dir)
+
+
 def test_resume_may_change_epochs_and_device(small_spec):
     partial = torchtk.train(small_spec, overrides=["trainer.epochs=1"])
     resumed = torchtk.train(small_spec, overrides=["trainer.epochs=2", "trainer.device=auto"], resume=partial.run_dir)

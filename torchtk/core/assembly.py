@@ -125,6 +125,7 @@ class Parts:
 
     spec: RunSpec
     device: Any
+    resolved: ResolvedSpec | None = None  # what the parts were built from (resume compares its defaults)
     generator: Any = None
     info: RunInfo | None = None
     train: Any = None
@@ -466,7 +467,7 @@ def build_parts(resolved: ResolvedSpec, placement: Placement, upto: str = "probe
     """Build the run's parts in the order of :data:`STEPS`, stopping after ``upto``."""
     if upto not in STEPS:
         raise ValueError(f"upto={upto!r}; steps: {', '.join(STEPS)}")
-    parts = Parts(spec=resolved.spec, device=placement.device)
+    parts = Parts(spec=resolved.spec, device=placement.device, resolved=resolved)
     for name, step in STEPS.items():
         step(parts, resolved, placement)
         if name == upto:

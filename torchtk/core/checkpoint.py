@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchtk.core.errors import UserInputError
-from torchtk.core.spec import spec_differences, spec_fingerprint
+from torchtk.core.spec import spec_defaults, spec_differences, spec_fingerprint
 
 if TYPE_CHECKING:
     from torchtk.core.assembly import Parts
@@ -133,7 +133,8 @@ class CheckpointService:
         """
         parts, state = self.parts, self.state
         payload = self.read(path)
-        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec))
+        defaults = spec_defaults(parts.resolved) if parts.resolved is not None else None
+        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec), defaults=defaults)
         if differences:
             raise UserInputError(f"--resume: this spec differs from the one {path.parent.parent} was started with, "
                                  f"at {', '.join(differences)}; only trainer settings such as epochs may change")

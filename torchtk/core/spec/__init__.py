@@ -16,7 +16,7 @@ The package is split by concern; everything other modules use is importable from
 - :mod:`~torchtk.core.spec.fingerprint`: what may change when a run is resumed
 """
 
-from torchtk.core.spec.fingerprint import RESUMABLE_CHANGES, spec_differences, spec_fingerprint
+from torchtk.core.spec.fingerprint import RESUMABLE_CHANGES, spec_defaults, spec_differences, spec_fingerprint
 from torchtk.core.spec.loading import EXAMPLES_DIR, bundled_examples, read_spec_file, read_spec_source
 from torchtk.core.spec.models import (
     COMPONENT_SLOTS,
@@ -45,5 +45,5 @@ __all__ = [
     "RunSpec", "SchedulerRef", "Slot", "SourceMap", "TrainerSpec",
     "apply_override", "blame_overrides", "bundled_examples", "format_loc", "load_resolved", "load_spec",
     "problems_from", "read_spec_file", "read_spec_source", "resolve", "run_spec_schema",
-    "spec_differences", "spec_fingerprint", "split_path",
+    "spec_defaults", "spec_differences", "spec_fingerprint", "split_path",
 ]

@@ -2,21 +2,25 @@
 
 A checkpoint stores the fingerprint of the spec it was trained with; ``--resume``
 refuses a spec whose fingerprint differs, naming the spec paths, except for the
-settings in :data:`RESUMABLE_CHANGES` (more epochs, another device or output dir).
+settings in :data:`RESUMABLE_CHANGES` (more epochs, another device or output dir). A
+setting added to torchtk (or to a component's params) after the checkpoint was written
+is no difference while it is at its default, so new params never lock old runs out.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from torchtk.core.spec.models import RunSpec
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from torchtk.core.spec.models import ComponentRef, RunSpec
 
 RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
                      ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",),
                      ("trainer", "val_every_n_epochs"), ("trainer", "keep_dev_run")}
-# settings added after checkpoints were first written: left out of the fingerprint at their
-# default, so a run checkpointed before they existed still resumes
-ADDED_LATER = ("fast_dev_run", "limit_train_batches", "limit_val_batches", "overfit_batches")
+_MISSING = object()  # a key the saved fingerprint does not have
 
 
 def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
@@ -27,21 +31,59 @@ def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
         for key in path[:-1]:
             node = node[key]
         node.pop(path[-1], None)
-    defaults = type(spec.trainer).model_fields
-    for name in ADDED_LATER:
-        value, default = data["trainer"].get(name), defaults[name].default
-        if type(value) is type(default) and value == default:  # 1 (one batch) is no 1.0 (all of them)
-            del data["trainer"][name]
     return data
 
 
-def spec_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Spec paths where two fingerprints differ."""
+def _field_defaults(model: BaseModel, prefix: str) -> dict[str, Any]:
+    """``{"prefix.field": default}`` for every field of ``model`` that has a default,
+    and for the fields of the spec models nested in it (``trainer``, ``data.transforms``)."""
+    found: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        key = info.serialization_alias or info.alias or name
+        path = f"{prefix}.{key}" if prefix else key
+        value = getattr(model, name)
+        if isinstance(value, BaseModel) and not isinstance(value, ComponentRef):
+            found.update(_field_defaults(value, path))
+        elif not info.is_required():
+            found[path] = to_jsonable_python(info.get_default(call_default_factory=True))
+    return found
+
+
+def spec_defaults(resolved: Any) -> dict[str, Any]:
+    """The default of every setting a resolved spec holds, by spec path
+    (``trainer.fast_dev_run``, ``scheduler[0].params.last_epoch``): what a setting that
+    did not exist when a checkpoint was written is taken to have been."""
+    found = _field_defaults(resolved.spec, "")
+    found.update(_field_defaults(resolved.spec.data, "data"))
+    for entry in resolved.entries:
+        if entry.params is not None:
+            found.update(_field_defaults(entry.params, f"{entry.path}.params"))
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON: ``1`` (one batch) is not ``1.0`` (all of them)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[str, Any] | None = None) -> list[str]:
+    """Spec paths where two fingerprints differ. A setting the saved fingerprint does not
+    have (added to torchtk after the checkpoint was written) differs only when its current
+    value is not its default in ``defaults`` (see :func:`spec_defaults`)."""
+    defaults = defaults or {}
+    if saved is _MISSING and prefix in defaults and _same(current, defaults[prefix]):
+        return []
+    if saved is _MISSING and isinstance(current, dict):
+        saved = {}
     if isinstance(saved, dict) and isinstance(current, dict):
         found = []
         for key in sorted(saved.keys() | current.keys()):
-            found += spec_differences(saved.get(key), current.get(key), f"{prefix}.{key}" if prefix else key)
+            path = f"{prefix}.{key}" if prefix else key
+            found += spec_differences(saved.get(key, _MISSING), current.get(key, _MISSING), path, defaults)
         return found
     if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
-        return [d for i, (a, b) in enumerate(zip(saved, current)) for d in spec_differences(a, b, f"{prefix}[{i}]")]
-    return [] if saved == current else [prefix or "(root)"]
+        return [d for i, (a, b) in enumerate(zip(saved, current))
+                for d in spec_differences(a, b, f"{prefix}[{i}]", defaults)]
+    if saved is _MISSING or current is _MISSING:
+        return [prefix or "(root)"]
+    return [] if _same(saved, current) else [prefix or "(root)"]
