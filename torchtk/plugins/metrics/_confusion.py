@@ -5,42 +5,31 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchmetrics
 
+from torchtk.core.outputs import atomic_write_bytes
 from torchtk.plugins.metrics._inputs import ClassificationInputs
-from torchtk.plugins.metrics._torchmetrics import classification_kwargs, column_names
+from torchtk.plugins.metrics._torchmetrics import TorchMetric, classification_kwargs, column_names
 
 
-class ConfusionMatrix:
+class ConfusionMatrix(TorchMetric):
     """``compute()`` returns ``{}`` (no column) and keeps the matrix; ``write_best`` draws it."""
-
-    columns: list[str] = []  # logs nothing: the matrix is a file, not a scalar
 
     def __init__(self, params: Any, classes: list[str] | None) -> None:
         task = params.task
         kwargs = classification_kwargs("confusion_matrix", params, task)
         normalize = None if params.normalize == "none" else params.normalize
-        self.metric = torchmetrics.ConfusionMatrix(task=task, normalize=normalize, **kwargs)
-        self.inputs = ClassificationInputs("confusion_matrix", params, task, "task" in params.model_fields_set)
+        super().__init__(torchmetrics.ConfusionMatrix(task=task, normalize=normalize, **kwargs),
+                         ClassificationInputs("confusion_matrix", params, task, "task" in params.model_fields_set),
+                         columns=[])  # logs nothing: the matrix is a file, not a scalar
         self.params = params
         size = 2 if task == "binary" else params.num_classes if task == "multiclass" else params.num_labels
         self.labels = column_names(size, classes)
         self.matrix: list[Any] | None = None
-
-    def to(self, device: Any) -> "ConfusionMatrix":
-        self.metric = self.metric.to(device)
-        return self
-
-    def reset(self) -> None:
-        self.metric.reset()
-
-    def update(self, output: Any, target: Any) -> None:
-        self.metric.update(*self.inputs(output, target))
 
     def compute(self) -> dict[str, float]:
         self.matrix = self.metric.compute().cpu().tolist()
@@ -54,8 +43,8 @@ class ConfusionMatrix:
                 "rows": "true class", "columns": "predicted class", "labels": self.labels}
         rows = ",\n".join(f"    {json.dumps(row)}" for row in self.matrix)  # one matrix row per line
         text = f'{json.dumps(data, indent=2)[:-2]},\n  "matrix": [\n{rows}\n  ]\n}}\n'
-        write_atomically(run_dir / "confusion_matrix.json", text.encode())
-        write_atomically(run_dir / "confusion_matrix.png", self.figure_png(epoch))
+        atomic_write_bytes(run_dir / "confusion_matrix.json", text.encode())
+        atomic_write_bytes(run_dir / "confusion_matrix.png", self.figure_png(epoch))
 
     def figure_png(self, epoch: int) -> bytes:
         import matplotlib
@@ -95,14 +84,3 @@ def draw(axes: Any, matrix: torch.Tensor, labels: list[str], normalized: bool, t
             text = f"{value:.2f}" if normalized else f"{int(round(value))}"
             axes.text(col, row, text, ha="center", va="center",
                       color="white" if peak and value > peak / 2 else "black")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
