@@ -94,3 +94,30 @@ def test_ema_resumes_bit_identically_and_is_in_the_checkpoint(small_spec):
     average_a, average_b = a["callbacks"]["callbacks[0]:ema"]["average"], b["callbacks"]["callbacks[0]:ema"]["average"]
     assert average_a.keys() == average_b.keys() and all(torch.equal(average_a[k], average_b[k]) for k in average_a)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_best_pt_holds_the_validated_average_and_last_pt_the_training_weights(small_spec):
+    """With for_validation, best.pt's model is the EMA weights its val metrics came from
+    (what early stopping's restore_best loads back); last.pt keeps the training weights."""
+    small_spec["callbacks"] = [{"name": "ema", "params": {"decay": 0.5, "for_validation": True}},
+                               {"name": "early_stopping", "params": {"patience": 10, "restore_best": True}}]
+    small_spec["trainer"].update(epochs=3, monitor="val_loss", mode="min")
+    result = torchtk.train(small_spec)
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    last = torch.load(result.last_checkpoint, weights_only=True)
+    assert "validated_model" not in best and "validated_model" not in last
+    best_average = best["callbacks"]["callbacks[0]:ema"]["average"]  # the average at the best epoch
+    assert all(torch.equal(best["model"][k], best_average[f"module.{k}"]) for k in best["model"])
+    last_average = last["callbacks"]["callbacks[0]:ema"]["average"]
+    assert not all(torch.equal(last["model"][k], last_average[f"module.{k}"]) for k in last["model"])
+    restored = result.model.state_dict()
+    assert all(torch.equal(restored[k], best["model"][k]) for k in best["model"])
+
+
+def test_without_for_validation_best_pt_holds_the_training_weights(small_spec):
+    small_spec["callbacks"] = [{"name": "ema", "params": {"decay": 0.5}}]
+    small_spec["trainer"]["epochs"] = 1
+    result = torchtk.train(small_spec)
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    last = torch.load(result.last_checkpoint, weights_only=True)
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from torchtk.core.outputs import RunDir
     from torchtk.core.state import TrainState
 
+LAST = "last.pt"  # the checkpoint --resume continues from
 CHECKPOINT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
@@ -85,11 +86,20 @@ class CheckpointService:
         return payload
 
     def save(self, *names: str, payload: dict[str, Any] | None = None) -> list[Path]:
-        """Write the current checkpoint atomically under each of ``names`` (rank 0 only)."""
+        """Write the current checkpoint atomically under each of ``names`` (rank 0 only).
+
+        ``last.pt`` holds the training weights (what ``--resume`` continues). Every other
+        file (``best.pt``, a checkpoint policy's top-k) holds the weights that were
+        validated: a callback that validates other weights than the model's (``ema`` with
+        ``for_validation``) puts them under ``"validated_model"`` in ``on_save_checkpoint``.
+        """
         payload = payload if payload is not None else self.payload()
+        validated = payload.pop("validated_model", None)
         written = []
         if self.placement.is_main:
-            written = [self.run_dir.save_checkpoint(payload, name) for name in names]
+            for name in names:
+                chosen = payload if validated is None or name == LAST else {**payload, "model": validated}
+                written.append(self.run_dir.save_checkpoint(chosen, name))
         self.placement.barrier()
         return written
 

@@ -6,8 +6,10 @@ averaged), starting from the weights after the first update. With ``warmup`` the
 of update ``t`` (1-based) is ``min(decay, (1 + t) / (10 + t))``, as in timm and
 TensorFlow. With ``for_validation`` the validation pass uses the averaged weights (copied in at
 ``on_validation_start`` and the training weights back at ``on_validation_end``, in place,
-so the optimizer keeps its tensors). The average is checkpointed as the callback's
-``state_dict`` and restored on ``--resume``.
+so the optimizer keeps its tensors), and ``best.pt`` holds the averaged weights as its
+``model`` (``last.pt`` the training weights); early stopping's ``restore_best`` then
+loads the average. The average is checkpointed as the callback's ``state_dict`` and
+restored on ``--resume``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class Ema:
         if self.backup is not None:
             self.model.load_state_dict(self.backup)
             self.backup = None
+
+    @hookimpl
+    def on_save_checkpoint(self, state, checkpoint):
+        """With ``for_validation``, the averaged weights are what was validated: ``best.pt``
+        (and a checkpoint policy's files) hold them as ``model``; ``last.pt`` keeps the
+        training weights, for ``--resume``."""
+        if self.validate and self.ema is not None and int(self.ema.n_averaged):
+            checkpoint["validated_model"] = {k: v.detach().clone() for k, v in self.ema.module.state_dict().items()}
 
     def state_dict(self) -> dict:
         if self.ema is None:
