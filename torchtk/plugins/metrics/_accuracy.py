@@ -4,6 +4,7 @@ importing torchmetrics would add about 2 s to every such run. Equal to torchmetr
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ class Accuracy:
     def __init__(self, params: Any) -> None:
         self.params = params
         self.inputs: dict[str, ClassificationInputs] = {}
+        self.logit_threshold = logit(params.threshold) if params.from_logits else None
         self.reset()
 
     def reset(self) -> None:
@@ -35,6 +37,16 @@ class Accuracy:
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
         inputs = self._inputs(output)
+        if inputs.checked and inputs.task == "binary" and self.logit_threshold is not None \
+                and columns(output) == 1 and target.numel() == output.numel():
+            # after the first batch's checks: the logit against the threshold's logit, no
+            # sigmoid and no dtype casts (a third of the time of a rings validation batch)
+            target = target.reshape(-1)
+            truth = target >= 0.5 if target.is_floating_point() else target.bool()
+            hits = (output.detach().reshape(-1) > self.logit_threshold) == truth
+            self.correct = self.correct + hits.sum()
+            self.total += hits.numel()
+            return
         preds, target = inputs(output, target)
         if inputs.task == "multiclass":
             if self.params.top_k == 1:
@@ -53,3 +65,12 @@ class Accuracy:
             torch.distributed.all_reduce(counts)
         correct, total = counts.tolist()
         return correct / total if total else 0.0
+
+
+def logit(probability: float) -> float:
+    """The logit a probability threshold corresponds to (sigmoid(x) > p exactly when x > logit(p))."""
+    if probability <= 0:
+        return -math.inf
+    if probability >= 1:
+        return math.inf
+    return math.log(probability / (1 - probability))
