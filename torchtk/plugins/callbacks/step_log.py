@@ -18,15 +18,9 @@ import csv
 import io
 
 from torchtk import hookimpl
+from torchtk.core.stepper import current_lrs
 
 BASE = ["epoch", "step", "batch", "loss", "grad_norm", "skipped"]
-
-
-def learning_rates(optimizer) -> dict[str, float]:
-    groups = optimizer.param_groups
-    if len(groups) == 1:
-        return {"lr": float(groups[0]["lr"])}
-    return {f"lr/{group.get('name') or f'group{i}'}": float(group["lr"]) for i, group in enumerate(groups)}
 
 
 class StepLog:
@@ -62,7 +56,7 @@ class StepLog:
     @hookimpl
     def on_step(self, state):
         if self.logging(state):
-            self.pending = learning_rates(state.optimizer)
+            self.pending = current_lrs(state.optimizer, model=state.model)  # history.csv's group names
 
     @hookimpl
     def on_step_end(self, state):

@@ -55,9 +55,9 @@ class TensorBoard:
     @hookimpl
     def on_step(self, state):
         if self.writer is not None and self.params.log_steps and (state.batch_index + 1) % state.log_every_n_steps == 0:
-            from torchtk.plugins.callbacks.step_log import learning_rates
+            from torchtk.core.stepper import current_lrs
 
-            self.pending = learning_rates(state.optimizer)  # the lr this update uses, before a scheduler steps
+            self.pending = current_lrs(state.optimizer, model=state.model)  # this update's lr, before a scheduler steps
 
     @hookimpl
     def on_step_end(self, state):
