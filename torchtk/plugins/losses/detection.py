@@ -80,17 +80,22 @@ def box_iou_loss(params: BoxIoUParams):
     import torch
 
     use_min, eps, reduction = params.mode == "min", params.eps, params.reduction
+    WIDE = (torch.float32, torch.float64)  # dtypes whose box areas do not overflow
 
     def box_iou(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check("box_iou", output, target)
-        if output.dtype != torch.float64:
+        if output.dtype not in WIDE:
             output = output.float()  # float16 areas overflow (torchvision upcasts the same way)
-        target = target.to(output.dtype)
-        # corners as (x, y) pairs: half the kernels of one op per coordinate
-        low, high = torch.maximum(output[..., :2], target[..., :2]), torch.minimum(output[..., 2:], target[..., 2:])
+        if target.dtype is not output.dtype:  # no dispatcher call when they agree (the usual case)
+            target = target.to(output.dtype)
+        # corners as (x, y) pairs: half the kernels of one op per coordinate; narrow() is
+        # the direct call for [..., :2] / [..., 2:] (no index parsing)
+        out_low, out_high, tgt_low, tgt_high = (box.narrow(-1, start, 2) for box in (output, target)
+                                                for start in (0, 2))
+        low, high = torch.maximum(out_low, tgt_low), torch.minimum(out_high, tgt_high)
         inter = (high - low).clamp_min(0).prod(-1)
-        area_out = (output[..., 2:] - output[..., :2]).prod(-1)
-        area_tgt = (target[..., 2:] - target[..., :2]).prod(-1)
+        area_out = (out_high - out_low).prod(-1)
+        area_tgt = (tgt_high - tgt_low).prod(-1)
         den = torch.minimum(area_out, area_tgt) if use_min else area_out + area_tgt - inter
         return reduce_boxes(1 - inter / (den + eps), reduction)
 
