@@ -86,6 +86,19 @@ def test_a_column_that_joins_later_is_shown():
     assert "lr/layer4" in text and "0.0010" in text
 
 
+def test_validation_columns_that_join_later_come_before_lr():
+    """With val_every_n_epochs the first rows have no val_*: when they come, the table
+    takes the row's own order (val_* before lr), as history.csv does."""
+    reporter, console = _rich(100)
+    reporter.epoch_end({"epoch": 1, "train_loss": 0.5, "lr": 0.01})
+    reporter.epoch_end({"epoch": 2, "train_loss": 0.4, "val_loss": 0.3, "val_accuracy": 0.9, "lr": 0.01})
+    reporter.epoch_end({"epoch": 3, "train_loss": 0.35, "lr": 0.01})
+    lines = console.export_text().splitlines()
+    assert lines[2].split() == ["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]
+    assert lines[3].split() == ["2", "0.4000", "0.3000", "0.9000", "0.0100"]
+    assert lines[4].split() == ["3", "0.3500", "0.0100"]  # no val_* that epoch: blank cells
+
+
 def test_plain_reporter_writes_every_column():
     stream = io.StringIO()
     reporter = PlainReporter(stream)

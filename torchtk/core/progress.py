@@ -290,7 +290,8 @@ class RichReporter(Reporter):
             self.progress_bar.update(self.task, finish_at=self.finish_at)
         new = [c for c in row if c not in self.columns]
         show_header = bool(new) or not self.columns  # a column that joins later gets the header again
-        self.columns += new
+        if new:  # in the row's own order (val_* before lr when validation starts later), then the rest
+            self.columns = list(row) + [c for c in self.columns if c not in row]
         headers = self.columns + (["time"] if seconds is not None else []) + [""]
         cells = [_fmt(row.get(c, "")) for c in self.columns]
         cells += ([epoch_time(seconds)] if seconds is not None else []) + [BEST if best else ""]
