@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "hookimpl", "load_spec", "registry", "train",
+    "hookimpl", "load_run", "load_spec", "registry", "train",
 ]
 
 
@@ -51,6 +51,14 @@ def train(spec: Any, **options: Any) -> Any:
     from torchtk.core.engine import train as _train
 
     return _train(spec, **options)
+
+
+def load_run(run_dir: Any, registry: Registry | None = None) -> Any:
+    """Read a run directory: its spec, history, best/last rows and class names, and
+    ``.model(checkpoint="best")``, the model rebuilt with that checkpoint's weights."""
+    from torchtk.core.saved_run import load_run as _load_run
+
+    return _load_run(run_dir, registry=registry)
 
 
 def __getattr__(name: str) -> Any:

@@ -33,7 +33,9 @@ A failure in any step happens before training, so it is an input error (exit cod
 naming the spec path, such as ``loss[1]``. A built component may carry
 ``torchtk_report`` lines (weights loaded, tensors a policy matched): they are collected
 in ``Parts.notes``, which the run writes to ``train.log`` and ``tk summary`` prints. ``build_parts(..., upto="schedulers")``
-stops after a step (``tk plan`` needs nothing after the schedulers).
+stops after a step (``tk plan`` needs nothing after the schedulers); ``only=`` runs a
+subset in the same order (``tk evaluate``/``predict``/``export`` rebuild a run's model,
+data, loss and metrics, and nothing that trains).
 """
 
 from __future__ import annotations
@@ -463,13 +465,18 @@ STEPS: dict[str, Step] = {
 }
 
 
-def build_parts(resolved: ResolvedSpec, placement: Placement, upto: str = "probe") -> Parts:
-    """Build the run's parts in the order of :data:`STEPS`, stopping after ``upto``."""
-    if upto not in STEPS:
-        raise ValueError(f"upto={upto!r}; steps: {', '.join(STEPS)}")
+def build_parts(resolved: ResolvedSpec, placement: Placement, upto: str = "probe",
+                only: tuple[str, ...] | None = None) -> Parts:
+    """Build the run's parts in the order of :data:`STEPS`, stopping after ``upto``;
+    with ``only``, just those steps, still in that order (inference needs no optimizer:
+    ``torchtk.core.saved_run.INFERENCE_STEPS``)."""
+    unknown = [name for name in (upto, *(only or ())) if name not in STEPS]
+    if unknown:
+        raise ValueError(f"steps {unknown}; steps: {', '.join(STEPS)}")
     parts = Parts(spec=resolved.spec, device=placement.device, resolved=resolved)
     for name, step in STEPS.items():
-        step(parts, resolved, placement)
+        if only is None or name in only:
+            step(parts, resolved, placement)
         if name == upto:
             break
     return parts

@@ -56,6 +56,7 @@ def spec_defaults(resolved: Any) -> dict[str, Any]:
     found = _field_defaults(resolved.spec, "")
     found.update(_field_defaults(resolved.spec.data, "data"))
     for entry in resolved.entries:
+        found.update(_field_defaults(entry.ref, entry.path))  # ref-level settings (a metric's ``train``)
         if entry.params is not None:
             found.update(_field_defaults(entry.params, f"{entry.path}.params"))
     return found
