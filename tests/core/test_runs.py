@@ -93,6 +93,7 @@ def every_status(small_spec, tmp_path):
     return runs, finished, stopped
 
 
+@pytest.mark.skipif(os.name == "nt", reason="processes are not looked up on Windows: such runs are 'unknown'")
 def test_every_status_of_a_folder_of_runs(tk, every_status):
     runs, finished, stopped = every_status
     result = tk("runs", runs, "--json")
@@ -161,6 +162,7 @@ def test_a_failure_of_several_lines_is_one_message():
     assert session.pid is None  # a start line from before it named its process
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="a process's start time is read from /proc")
 def test_a_process_id_taken_by_a_newer_process_is_a_killed_run(tmp_path):
     """This test process is alive, but started after the run's last line: the id was reused."""
     run = write_log(tmp_path / "old", start_line("2020-01-01 10:00:00", os.getpid()))
@@ -251,7 +253,8 @@ def test_tk_runs_does_not_import_torch(tmp_path):
     finished_run(tmp_path / "runs", "rings", "2026-01-01 10:00:00", 5, "val_loss", "min", 0.5)
     code = ("import sys, json\n"
             "from torchtk.core.cli import main\n"
-            f"try:\n    main(['runs', {str(tmp_path / 'runs')!r}])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            f"try:\n    main(['runs', {str(tmp_path / 'runs')!r}])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
             "print(json.dumps(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "rings" in out and json.loads(out.strip().splitlines()[-1]) == []

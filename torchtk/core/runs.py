@@ -314,7 +314,8 @@ def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
     for number, line in enumerate(lines, start=2):
         try:
             row: dict[str, float] = {"epoch": int(line.pop("epoch"))}
-            row.update({key: float(value) for key, value in line.items() if key is not None and value not in ("", None)})
+            row.update({key: float(value) for key, value in line.items()
+                        if key is not None and value not in ("", None)})
         except (KeyError, TypeError, ValueError):
             raise UserInputError(f"{path}:{number}: not a history row (an integer epoch, then numbers)") from None
         rows.append(row)
