@@ -152,3 +152,28 @@ def test_tk_compare_does_not_import_torch(two_lrs, tmp_path):
             "print(json.dumps(sorted(m for m in ('torch', 'torchvision') if m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "optimizer.params.lr" in out and json.loads(out.strip().splitlines()[-1]) == []
+
+
+def hand_written_run(folder: Path, lr: float) -> Path:
+    """A run directory with two param groups whose lrs halve every epoch (8 epochs)."""
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({"name": folder.name, "optimizer": {"params": {"lr": lr}},
+                                                  "trainer": {"monitor": "val_f1", "mode": "max"}}))
+    (folder / "train.log").write_text("2026-01-01 10:00:00 start: epochs 1..8, device cpu, precision fp32, "
+                                      "3 batches per epoch, pid 1 on host h\n2026-01-01 10:00:09 done\n")
+    rows = ["epoch,train_loss,val_loss,val_f1,lr/head,lr/default"]
+    rows += [f"{e},{1 / e},{1.2 / e},{1 - 1 / (e + 100 * lr)},{lr * 0.5 ** e},{lr * 0.05 * 0.5 ** e}"
+             for e in range(1, 9)]
+    (folder / "history.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_param_groups_share_a_line_style_and_a_wide_lr_range_gets_a_log_axis(tmp_path):
+    comparison = compare_runs([hand_written_run(tmp_path / "a", 0.01), hand_written_run(tmp_path / "b", 0.001)])
+    loss, metric, lr = compare_figure(comparison.runs).axes
+    assert lr.get_yscale() == "log" and [t.get_text() for t in lr.get_legend().get_texts()] == ["lr/default", "lr/head"]
+    styles = {line.get_gid(): line.get_linestyle() for line in lr.lines}
+    assert styles == {"a:lr/default": "-", "a:lr/head": "--", "b:lr/default": "-", "b:lr/head": "--"}
+    assert metric.get_title() == "val_f1"
+    rows = dict(comparison.result_rows())
+    assert rows["best val_f1"] == ["0.8889 (epoch 8)", "0.8765 (epoch 8)"]  # 1 - 1/9, 1 - 1/8.1

@@ -32,7 +32,6 @@ from torchtk.core.errors import UserInputError
 
 DEFAULT_OUTPUT_DIR = "runs"  # TrainerSpec.output_dir's default (a test keeps them equal)
 SORT_KEYS = ("start", "best", "name", "duration")
-ENDED = ("finished", "stopped early", "interrupted", "failed")  # what a run's own train.log can say
 PID_REUSE_SLACK_S = 5.0  # a process that started this long after the run's last line is another process
 
 _LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)")
@@ -49,7 +48,7 @@ class Session:
     pid: int | None = None
     host: str | None = None
     last: datetime | None = None  # its last line (the end line when it ended)
-    outcome: str | None = None  # one of ENDED, None while no end line was written
+    outcome: str | None = None  # finished, stopped early, interrupted, failed; None: no end line written
     message: str | None = None  # the end line: "failed: ...", "interrupted. ..."
     stopped: bool = False
 
