@@ -418,7 +418,8 @@ def _print_uncut(table: Any) -> None:
 
 @app.command("runs")
 def runs(
-    output_dir: str = typer.Argument("runs", help="The folder runs are in (trainer.output_dir; default runs)."),
+    output_dir: str = typer.Argument("runs", metavar="OUTPUT_DIR",
+                                     help="The folder runs are in (trainer.output_dir; default runs)."),
     pattern: Optional[str] = typer.Option(None, "--filter", "-f", help="Wildcard on run or directory names, "
                                                                          "e.g. 'rings*'."),
     sort: str = typer.Option("start", "--sort", help="start (oldest first), best (best first, grouped by monitor), "
