@@ -283,7 +283,8 @@ def test_both_reporters_and_train_log_name_device_and_precision(small_spec):
     result = torchtk.train(small_spec, reporter=PlainReporter(plain))
     assert re.fullmatch(r"run directory: \S+  \(cpu, bf16_true\)", plain.getvalue().splitlines()[0])
     start = (result.run_dir / "train.log").read_text().splitlines()[0]
-    assert re.search(r"start: epochs 1\.\.1, device cpu, precision bf16_true, 12 batches per epoch$", start), start
+    assert re.search(r"start: epochs 1\.\.1, device cpu, precision bf16_true, 12 batches per epoch, "
+                     r"pid \d+ on host \S+$", start), start
 
     from rich.console import Console
 

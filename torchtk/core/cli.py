@@ -400,6 +400,83 @@ def summary(
     return None
 
 
+# -- after training: tk runs, tk compare (torchtk.core.runs, torchtk.core.compare) -------------
+
+_STATUS_STYLES = {"finished": "green", "stopped early": "green", "running": "cyan", "interrupted": "yellow",
+                  "killed": "red", "failed": "red", "unknown": "dim"}
+
+
+def _print_uncut(table: Any) -> None:
+    """Print ``table`` as wide as it needs: its cells are names and values, never cut."""
+    from rich.measure import Measurement
+
+    console = _console()
+    widest = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    console.width = max(console.width, widest)
+    console.print(table)
+
+
+@app.command("runs")
+def runs(
+    output_dir: str = typer.Argument("runs", metavar="OUTPUT_DIR",
+                                     help="The folder runs are in (trainer.output_dir; default runs)."),
+    pattern: Optional[str] = typer.Option(None, "--filter", "-f", help="Wildcard on run or directory names, "
+                                                                         "e.g. 'rings*'."),
+    sort: str = typer.Option("start", "--sort", help="start (oldest first), best (best first, grouped by monitor), "
+                                                     "name or duration (shortest first)."),
+    reverse: bool = typer.Option(False, "--reverse", "-r", help="Reverse the order."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the runs under OUTPUT_DIR: start, status (finished, stopped early, interrupted, failed,
+    running, killed), epochs, best monitored value and duration. Reads only the files runs write."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from torchtk.core.runs import find_runs, select_runs, table_rows
+
+    records = select_runs(find_runs(output_dir), pattern, sort, reverse)
+    if as_json:
+        return _print_json([r.to_json() for r in records])
+    if not records:
+        print(f"no run under {output_dir} matches --filter {pattern!r}", file=sys.stderr)
+        return None
+    table = Table("run", "name", "start", "status", "epochs", "best", "duration", box=None)
+    for row in table_rows(records, output_dir):
+        table.add_row(*(Text(v, style=_STATUS_STYLES.get(v, "") if k == "status" else "") for k, v in row.items()))
+    _print_uncut(table)
+    return None
+
+
+@app.command("compare")
+def compare(
+    run_dirs: List[str] = typer.Argument(..., metavar="RUN_DIR...", help="Two or more run directories."),
+    out: str = typer.Option("compare.png", "--out", "-o", metavar="PNG",
+                            help="Where to write the overlaid curves (default: compare.png in the current directory)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Compare runs: the spec keys whose values differ, each run's best and last monitored value and
+    losses, and compare.png overlaying their loss, monitored metric and lr curves."""
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    from torchtk.core.compare import compare_runs
+
+    comparison = compare_runs(run_dirs)
+    png = comparison.write_png(out)
+    if as_json:
+        return _print_json({**comparison.to_json(), "plot": str(png)})
+    table = Table("", *(Column(header=Text(r.label)) for r in comparison.runs), box=None)
+    differences = comparison.difference_rows() or [("(spec)", ["the same"] * len(comparison.runs))]
+    for key, cells in differences:
+        table.add_row(Text(key), *(Text(c, style="dim" if c == "absent" else "") for c in cells))
+    table.add_row()
+    for key, cells in comparison.result_rows():
+        table.add_row(Text(key), *(Text(c) for c in cells))
+    _print_uncut(table)
+    _print_closed_ok(f"wrote {png}")
+    return None
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 

@@ -55,7 +55,8 @@ def wants_log_scale(values: list[float]) -> bool:
     return max(positive) > DECADE * min(positive)
 
 
-def _values(history: list[dict[str, Any]], key: str) -> list[float]:
+def column_values(history: list[dict[str, Any]], key: str) -> list[float]:
+    """One value per row of ``history`` (NaN where the row lacks ``key``: matplotlib leaves a gap)."""
     return [float(row[key]) if isinstance(row.get(key), (int, float)) else math.nan for row in history]
 
 
@@ -64,7 +65,7 @@ def constant_lrs(history: list[dict[str, Any]], keys: list[str]) -> dict[str, tu
     group that joins later: from the epoch it joined), else ``None``."""
     found = {}
     for key in keys:
-        values = [(v, row["epoch"]) for v, row in zip(_values(history, key), history) if math.isfinite(v)]
+        values = [(v, row["epoch"]) for v, row in zip(column_values(history, key), history) if math.isfinite(v)]
         if len({v for v, _ in values}) > 1:
             return None
         found[key] = values[0] if values else (math.nan, history[0]["epoch"])
@@ -107,9 +108,9 @@ def curves_figure(history: list[dict[str, Any]], name: str | None = None, monito
     for ax, (title, columns) in zip(axes, shown):
         for key in columns:
             colour = hues.setdefault(quantity(key), colours[len(hues) % len(colours)])
-            ax.plot(epochs, _values(history, key), marker=".", label=key, color=colour,
+            ax.plot(epochs, column_values(history, key), marker=".", label=key, color=colour,
                     linestyle="--" if key.startswith("val_") else "-")
-        if title == "learning rate" and wants_log_scale([v for k in columns for v in _values(history, k)]):
+        if title == "learning rate" and wants_log_scale([v for k in columns for v in column_values(history, k)]):
             ax.set_yscale("log")
         if best_row is not None:
             ax.axvline(best_epoch, color="0.4", linestyle=":", linewidth=1.2, label=f"best epoch {best_epoch}",

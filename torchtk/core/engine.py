@@ -11,7 +11,9 @@ at epoch ends; run hooks nobody configured are never called.
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -105,9 +107,10 @@ class Run:
         if self.placement.is_main:
             self.run_dir.write_spec(spec.model_dump(mode="json"))
         device, precision, info = self.parts.device, self.parts.precision_name, self.parts.info
-        # epochs and batches after the dev-run switches
+        # epochs and batches after the dev-run switches; the process, so `tk runs` can tell running from killed
         self.run_dir.log(f"start: epochs {start_epoch}..{info.epochs}, device {device}, precision {precision}, "
-                         f"{info.batches_per_epoch} batches per epoch")
+                         f"{info.batches_per_epoch} batches per epoch, "
+                         f"pid {os.getpid()} on host {socket.gethostname()}")
         self.reporter.start(self.run_dir.path, info.epochs, info.batches_per_epoch, start_epoch,
                             setup=f"{device}, {precision}", batch_size=spec.data.batch_size * self.placement.world_size)
         for note in self.parts.notes:  # what the build did: weights loaded, tensors a policy froze
