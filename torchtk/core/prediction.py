@@ -91,7 +91,8 @@ def predict(run_dir: str | Path, inputs: Sequence[str | Path] = (), data: str | 
     _check_options(inputs, data, top_k, output_kind, batch_size, num_workers)
     run = load_run(run_dir, registry=registry)
     overrides = data_overrides(run, data) if data is not None else []
-    files = None if data is not None else input_files(inputs, file_reader(run.resolved()).extensions)
+    resolved = resolved_with(run, overrides)
+    files = None if data is not None else input_files(inputs, file_reader(resolved).extensions)
     parts = run.parts(checkpoint, overrides=overrides, device=device, steps=MODEL_STEPS)
     chain = split_transforms(parts.resolved, "val")
     source = dataset_source(parts.resolved, chain) if files is None else \
@@ -107,7 +108,7 @@ def predict(run_dir: str | Path, inputs: Sequence[str | Path] = (), data: str | 
         done = len(rows)
         span = slice(done, done + len(output))
         rows += reader.rows(output, source.labels[span], source.stems[span], second if source.has_targets else None)
-    result = Prediction(run.name, run.checkpoint_path(checkpoint), str(parts.device), reader.kind or "softmax",
+    result = Prediction(run.name, run.checkpoint_path(checkpoint), str(parts.device), str(reader.kind),
                         reader.kind_from, rows, masks=masks.folder)
     if out is not None:
         result.csv = write_csv(out, rows, result.columns)
@@ -451,6 +452,21 @@ def data_overrides(run: Any, fragment: str | dict[str, Any]) -> list[str]:
     if "name" in given and given["name"] != saved.get("name"):
         saved.pop("params", None)
     return [f"data={json.dumps({**saved, **given})}"]
+
+
+def resolved_with(run: Any, overrides: list[str]) -> Any:
+    """The run's spec with the ``--data`` override, its problems blamed on ``--data``
+    (the run's own spec was valid when it was read)."""
+    from torchtk.core.errors import SpecError
+
+    try:
+        return run.resolved(overrides)
+    except SpecError as exc:
+        if not overrides:
+            raise
+        problems = [(path.split(": ", 1)[-1] if path.startswith("--set ") else path, message)
+                    for path, message in exc.problems]
+        raise SpecError(problems, "--data") from None
 
 
 # -- the pass -----------------------------------------------------------------------------------
