@@ -442,14 +442,15 @@ def read_fragment(fragment: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def data_overrides(run: Any, fragment: str | dict[str, Any]) -> list[str]:
-    """The ``--set`` that puts the fragment over the run's ``data``: the keys it gives
-    replace the run's (``params`` whole), the others (``transforms``, ``batch_size``)
-    stay; a fragment naming another dataset drops the run's ``params``."""
+    """The ``--set`` that puts the fragment over the run's ``data`` (as ``tk evaluate
+    --data`` does): ``name`` and ``params`` go together (a fragment with either replaces
+    both; without ``name`` it is the run's dataset), every other key (``transforms``,
+    ``batch_size``) stays the run's unless the fragment gives it."""
     given = read_fragment(fragment)
     saved = json.loads((run.path / "spec.json").read_text()).get("data") or {}
     if isinstance(saved, str):
         saved = {"name": saved}
-    if "name" in given and given["name"] != saved.get("name"):
+    if {"name", "params"} & given.keys():
         saved.pop("params", None)
     return [f"data={json.dumps({**saved, **given})}"]
 
