@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "hookimpl", "load_run", "load_spec", "registry", "train",
+    "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
 ]
 
 
@@ -59,6 +59,15 @@ def load_run(run_dir: Any, registry: Registry | None = None) -> Any:
     from torchtk.core.saved_run import load_run as _load_run
 
     return _load_run(run_dir, registry=registry)
+
+
+def predict(run_dir: Any, inputs: Any = (), **options: Any) -> list[dict[str, Any]]:
+    """Apply a run's model to image files and folders (or, with ``data=``, a dataset's
+    samples): one row per input, as ``tk predict`` writes them (``out=`` also writes the
+    CSV). See :func:`torchtk.core.prediction.predict` for the options."""
+    from torchtk.core.prediction import predict as _predict
+
+    return _predict(run_dir, inputs, **options).rows
 
 
 def __getattr__(name: str) -> Any:

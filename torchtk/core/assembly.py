@@ -236,7 +236,9 @@ def _seed(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     parts.generator = torch.Generator().manual_seed(parts.spec.seed)
 
 
-def _transforms(resolved: ResolvedSpec, split: str) -> Chain | None:
+def split_transforms(resolved: ResolvedSpec, split: str) -> Chain | None:
+    """The spec's ``data.transforms.<split>`` built as one :class:`Chain` (``None`` when
+    empty): what training applies to that split, and what ``tk predict`` applies (val)."""
     entries = resolved.slot(f"data.transforms.{split}")
     return Chain([build(resolved, e.path) for e in entries]) if entries else None
 
@@ -250,7 +252,7 @@ def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
                         else (("data", dataset),)):
         parts.report(where, part)
     parts.classes = class_names(dataset)
-    transforms = (_transforms(resolved, "train"), _transforms(resolved, "val"))
+    transforms = (split_transforms(resolved, "train"), split_transforms(resolved, "val"))
     with input_errors("data: splitting and batching the dataset failed"):
         train, val = split_and_batch(dataset, spec, parts.device, parts.generator, transforms)
     (train_where, train_limit), (val_where, val_limit) = batch_limits(spec.trainer)  # the dev-run switches

@@ -474,6 +474,49 @@ def compare(
         table.add_row(Text(key), *(Text(c) for c in cells))
     _print_uncut(table)
     _print_closed_ok(f"wrote {png}")
+@app.command("predict")
+def predict(
+    run_dir: str = typer.Argument(..., help="A run directory that tk train wrote."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Image files, or folders: every image under them, "
+                                                            "recursively (no class folders needed)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="JSON|FILE",
+                                       help="Predict every sample of a dataset instead: a JSON object (or file) "
+                                            "over the run's data, e.g. '{\"params\": {\"root\": \"test\"}}'."),
+    out: str = typer.Option("predictions.csv", "--out", "-o", metavar="CSV", help="Where to write the rows."),
+    out_dir: Optional[str] = typer.Option(None, "--out-dir", metavar="DIR",
+                                          help="Where a segmentation run's mask PNGs go (default: <out stem>-masks)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last or a checkpoint file."),
+    top_k: int = typer.Option(1, "--top-k", min=1, help="Also list the K most probable classes (top1, p1, ...)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default: the run's data.batch_size."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0,
+                                              help="Default: the run's data.num_workers."),
+    device: Optional[str] = typer.Option(None, "--device", help="Default: the run's trainer.device."),
+    output_kind: str = typer.Option("auto", "--output-kind",
+                                    help="How to read the output: auto (the run's loss says), softmax, log_softmax, "
+                                         "class_probabilities, sigmoid, probabilities, value."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows (and where they went) as JSON."),
+) -> None:
+    """Apply a run's model to images or a dataset: one CSV row per input with the predicted class,
+    its probability and the top k (or the value; or a mask PNG per input for segmentation), the
+    run's validation transforms applied."""
+    from torchtk.core.prediction import predict as run_prediction
+
+    result = run_prediction(run_dir, inputs or (), data=data, checkpoint=checkpoint, out=out, out_dir=out_dir,
+                            top_k=top_k, batch_size=batch_size, num_workers=num_workers, device=device,
+                            output_kind=output_kind)
+    if as_json:
+        return _print_json(result.to_json())
+    from rich.measure import Measurement
+
+    console, columns, shown = _console(), result.columns, 10
+    table = _table(*columns, box=None)
+    for row in result.rows[:shown]:
+        table.add_row(*(f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns))
+    console.width = max(console.width, Measurement.get(console, console.options.update_width(10_000), table).maximum)
+    console.print(table, markup=False)
+    if len(result.rows) > shown:
+        console.print(f"... {len(result.rows) - shown} more rows in {result.csv}", markup=False)
+    _print_closed_ok(result.summary())
     return None
 
 

@@ -80,6 +80,10 @@ def make_loss(name: str, params: BaseModel, model: Any) -> Any:
     :param model: The ``nn.Module`` being trained, or ``None`` outside a run;
         regularization terms read its parameters.
     :returns: An ``nn.Module`` or callable ``(output, target) -> scalar tensor``.
+        How ``tk predict`` reads a model output trained with the loss is declared in
+        the catalog entry, ``extras={"prediction": "softmax" | "sigmoid" | "log_softmax"
+        | "probabilities" | "value"}`` (``torchtk.core.prediction.OUTPUT_KINDS``); a
+        loss whose params have ``mode`` and ``from_logits`` needs no declaration.
 
     .. versionadded:: 0.1
     """
@@ -175,7 +179,12 @@ def make_dataset(name: str, params: BaseModel) -> Any:
     :param name: The component's canonical name.
     :param params: An instance of the component's params model, already validated.
     :returns: A map-style ``torch.utils.data.Dataset`` of ``(input, target)`` pairs;
-        the engine splits it into training and validation parts.
+        the engine splits it into training and validation parts. A dataset of images
+        declares how ``tk predict`` reads an image file for its runs in the catalog
+        entry, ``extras={"file_reader": "module:function"}``: the function takes the
+        dataset's params and returns a callable ``path -> input`` (the same tensor the
+        dataset's own samples hold) with an ``extensions`` tuple
+        (``torchtk.plugins.images.FileReader``).
 
     .. versionadded:: 0.1
     """

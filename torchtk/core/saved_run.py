@@ -32,7 +32,7 @@ CHECKPOINTS = ("best", "last")
 INFERENCE_STEPS = ("seed", "data", "model", "precision", "loss", "metrics")
 MODEL_STEPS = ("seed", "model", "precision")
 
-__all__ = ["SavedRun", "load_run", "read_history", "CHECKPOINTS", "INFERENCE_STEPS", "MODEL_STEPS"]
+__all__ = ["SavedRun", "load_run", "read_history", "rng_untouched", "CHECKPOINTS", "INFERENCE_STEPS", "MODEL_STEPS"]
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -143,7 +143,7 @@ class SavedRun:
         resolved = self.resolved(_weights_override(self.resolved(), self.checkpoint_path(checkpoint))
                                  + list(overrides or ()))
         placement = placement_for(device or resolved.spec.trainer.device)
-        with _rng_untouched():
+        with rng_untouched():
             parts = build_parts(resolved, placement, only=steps)
         if parts.classes is None:
             parts.classes = payload.get("classes") or self.classes
@@ -209,7 +209,7 @@ def _load_model(model: Any, state: dict[str, Any], path: Path) -> None:
 
 
 @contextmanager
-def _rng_untouched() -> Iterator[None]:
+def rng_untouched() -> Iterator[None]:
     """Build (which seeds torch and ``random`` for the split) without changing the caller's RNGs."""
     import torch
 

@@ -14,6 +14,10 @@ the aspect ratio, ``center_crop`` / ``random_resized_crop``) transform for both
 splits. The datasets carry a ``collate_fn`` that says so, with the two sizes, instead
 of torch's "stack expects each tensor to be equal size".
 
+Each dataset's catalog entry also says how ``tk predict`` reads an image file that is not
+in the dataset (``extras["file_reader"]``, a :class:`FileReader`): decoded in the same
+mode, as the same float32 tensor.
+
 Nothing is ever downloaded unless the spec says ``"download": true``; a missing root,
 missing files or an unreadable image is one input error naming the path and what to
 put there. Neither torch nor torchvision is imported until a dataset is built, so
@@ -155,6 +159,48 @@ class PILImages:
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, target = self.dataset[index]
         return to_float_image(image), int(target)
+
+
+class FileReader:
+    """How a run's dataset reads one image file that is not in it (``tk predict``): decoded
+    with PIL in the dataset's ``mode`` and converted exactly as its own samples are, to a
+    float32 ``(C, H, W)`` tensor in [0, 1]. ``extensions`` are what a folder of inputs
+    is scanned for. Declared by a dataset's catalog entry as ``extras={"file_reader":
+    "module:function"}``, the function taking the dataset's params."""
+
+    collate_fn = staticmethod(collate_images)
+
+    def __init__(self, mode: str, extensions: tuple[str, ...] | None = None) -> None:
+        from torchtk.plugins._image_params import IMAGE_EXTENSIONS
+
+        self.mode = mode
+        self.extensions = tuple(e.lower() for e in (extensions or IMAGE_EXTENSIONS))
+
+    def __call__(self, path: str) -> Any:
+        return to_float_image(read_image(path, self.mode))
+
+    def __repr__(self) -> str:
+        return f"FileReader({self.mode!r})"
+
+
+def folder_reader(params: Any) -> FileReader:
+    """image_folder: RGB, or one channel with ``grayscale``; its own ``extensions``."""
+    return FileReader("L" if params.grayscale else "RGB", tuple(params.extensions))
+
+
+def grey_reader(params: Any) -> FileReader:
+    """MNIST, Fashion-MNIST (and other one-channel datasets): PIL mode L."""
+    return FileReader("L")
+
+
+def rgb_reader(params: Any) -> FileReader:
+    """CIFAR: RGB."""
+    return FileReader("RGB")
+
+
+def fake_reader(params: Any) -> FileReader:
+    """fake_images: as many channels as its ``image_size`` says."""
+    return FileReader("L" if params.image_size[0] == 1 else "RGB")
 
 
 def splits(train: Any, val: Any) -> Any:
@@ -354,21 +400,28 @@ def fake_images(params: Any) -> Any:
 # -- the plugin --------------------------------------------------------------------------
 
 
+READERS = "torchtk.plugins.images"
+
+
+def _reads(function: str) -> dict[str, str]:
+    return {"file_reader": f"{READERS}:{function}"}
+
+
 @hookimpl
 def register_components(register):
     register(Component("dataset", "image_folder", "Images in class folders (torchvision ImageFolder), "
                        "one folder split or separate train/val.", params=f"{PARAMS}:ImageFolderParams",
-                       aliases=("imagefolder",)))
+                       aliases=("imagefolder",), extras=_reads("folder_reader")))
     register(Component("dataset", "mnist", "MNIST digits from a local root (torchvision MNIST).",
-                       params=f"{PARAMS}:MNISTParams"))
+                       params=f"{PARAMS}:MNISTParams", extras=_reads("grey_reader")))
     register(Component("dataset", "fashion_mnist", "Fashion-MNIST from a local root (torchvision FashionMNIST).",
-                       params=f"{PARAMS}:FashionMNISTParams", aliases=("fashionmnist",)))
+                       params=f"{PARAMS}:FashionMNISTParams", aliases=("fashionmnist",), extras=_reads("grey_reader")))
     register(Component("dataset", "cifar10", "CIFAR-10 from a local root (torchvision CIFAR10).",
-                       params=f"{PARAMS}:CIFAR10Params"))
+                       params=f"{PARAMS}:CIFAR10Params", extras=_reads("rgb_reader")))
     register(Component("dataset", "cifar100", "CIFAR-100 from a local root (torchvision CIFAR100).",
-                       params=f"{PARAMS}:CIFAR100Params"))
+                       params=f"{PARAMS}:CIFAR100Params", extras=_reads("rgb_reader")))
     register(Component("dataset", "fake_images", "Random images with random labels (torchvision FakeData).",
-                       params=f"{PARAMS}:FakeImagesParams"))
+                       params=f"{PARAMS}:FakeImagesParams", extras=_reads("fake_reader")))
 
 
 @hookimpl

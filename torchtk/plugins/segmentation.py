@@ -17,6 +17,7 @@ class ShapesParams(Params):
     and the ``iou`` metric. Shapes are only moderately brighter than the background
     and the pixel noise is strong, so a pixel threshold is not enough: the model has to
     use the neighbourhood. Generated in memory, deterministically from ``seed``.
+    ``tk predict`` reads image files for such a run as grey images in [0, 1].
     """
 
     n_samples: int = Field(1000, ge=1, description="Number of images.")
@@ -73,7 +74,7 @@ def shapes(params: ShapesParams):
 @hookimpl
 def register_components(register):
     register(Component("dataset", "shapes", "Synthetic segmentation: shapes on a noisy background, with masks.",
-                       params=ShapesParams))
+                       params=ShapesParams, extras={"file_reader": "torchtk.plugins.images:grey_reader"}))
     register(Component("model", "unet", "Small U-Net for segmentation (logits out).", params=UNetParams))
 
 

@@ -244,11 +244,11 @@ def register_components(register):
     register(Component("loss", "focal", "Focal loss (RetinaNet form), binary, multilabel or multiclass.",
                        params=FocalParams, aliases=("sigmoid_focal",)))
     register(Component("loss", "soft_bce", "BCE on logits with label smoothing and ignore_index (smp's SoftBCE).",
-                       params=SoftBCEParams, aliases=("soft_bce_with_logits",)))
+                       params=SoftBCEParams, aliases=("soft_bce_with_logits",), extras={"prediction": "sigmoid"}))
     register(Component("loss", "batch_focal", "The tutorial's focal factor applied to the batch-mean BCE.",
-                       params=BatchFocalParams))
+                       params=BatchFocalParams, extras={"prediction": "sigmoid"}))
     register(Component("loss", "sce", "Symmetric cross entropy (CE + reverse CE) for noisy labels.",
-                       params=SCEParams, aliases=("symmetric_cross_entropy",)))
+                       params=SCEParams, aliases=("symmetric_cross_entropy",), extras={"prediction": "softmax"}))
 
 
 @hookimpl

@@ -117,16 +117,19 @@ def torchvision_loss(name: str, params: BoxParams):
     return loss
 
 
+BOXES = {"prediction": "value"}  # tk predict: the output is boxes, written as values
+
+
 @hookimpl
 def register_components(register):
     register(Component("loss", "box_iou", "1 - IoU of paired xyxy boxes (union or min-area denominator).",
-                       params=BoxIoUParams, aliases=("iou_box",)))
+                       params=BoxIoUParams, aliases=("iou_box",), extras=BOXES))
     register(Component("loss", "giou", "Generalized IoU loss for paired xyxy boxes (torchvision.ops).",
-                       params=GIoUParams))
+                       params=GIoUParams, extras=BOXES))
     register(Component("loss", "diou", "Distance IoU loss for paired xyxy boxes (torchvision.ops).",
-                       params=DIoUParams))
+                       params=DIoUParams, extras=BOXES))
     register(Component("loss", "ciou", "Complete IoU loss for paired xyxy boxes (torchvision.ops).",
-                       params=CIoUParams))
+                       params=CIoUParams, extras=BOXES))
 
 
 @hookimpl

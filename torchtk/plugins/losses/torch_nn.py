@@ -68,6 +68,14 @@ EXCLUDED: dict[str, str] = {
     "NLLLoss2d": "deprecated alias of NLLLoss kept by torch for old code; use nll",
 }
 
+# how tk predict reads a model output trained with the loss (torchtk.core.prediction.OUTPUT_KINDS)
+PREDICTIONS: dict[str, str] = {
+    "bce_with_logits": "sigmoid", "bce": "probabilities", "cross_entropy": "softmax", "nll": "log_softmax",
+    "kl_div": "log_softmax", "multi_margin": "softmax", "multi_label_margin": "sigmoid",
+    "multi_label_soft_margin": "sigmoid", "soft_margin": "sigmoid",
+    "mse": "value", "l1": "value", "smooth_l1": "value", "huber": "value", "poisson_nll": "value",
+}
+
 REDUCTIONS = ("mean", "sum", "none")
 
 # extra pydantic constraints, per argument name, for values torch would reject late
@@ -139,7 +147,8 @@ CONVENTIONS = {
 @hookimpl
 def register_components(register):
     for name, (_cls, summary, _convention) in TORCH_LOSSES.items():
-        register(Component("loss", name, summary, params=lambda name=name: params_model(name)))
+        register(Component("loss", name, summary, params=lambda name=name: params_model(name),
+                           extras={"prediction": PREDICTIONS[name]} if name in PREDICTIONS else {}))
 
 
 # losses over class scores in dim 1: one column would make them silently 0
