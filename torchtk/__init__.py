@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "hookimpl", "load_run", "load_spec", "registry", "train",
+    "evaluate", "hookimpl", "load_run", "load_spec", "registry", "train",
 ]
 
 
@@ -59,6 +59,17 @@ def load_run(run_dir: Any, registry: Registry | None = None) -> Any:
     from torchtk.core.saved_run import load_run as _load_run
 
     return _load_run(run_dir, registry=registry)
+
+
+def evaluate(run_dir: Any, checkpoint: Any = "best", data: Any = None, overrides: list[str] | None = None,
+             metrics: list[Any] | None = None, device: str | None = None, split: str | None = None) -> Any:
+    """Score a run's checkpoint with its loss and metrics on its validation split, or on
+    ``data`` (a data-spec fragment); writes ``eval-<timestamp>.json`` into the run
+    directory and returns an ``EvalResult`` (``values``, ``path``, ``samples``)."""
+    from torchtk.core.evaluation import evaluate as _evaluate
+
+    return _evaluate(run_dir, checkpoint=checkpoint, data=data, overrides=overrides, metrics=metrics, device=device,
+                     split=split)
 
 
 def __getattr__(name: str) -> Any:
