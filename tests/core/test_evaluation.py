@@ -217,9 +217,14 @@ def test_the_eval_file_says_what_was_evaluated_and_is_never_overwritten(rings_ru
     assert later["checkpoint"]["epoch"] == rings_run.last["epoch"] and later["data"]["samples"] == 600
 
 
-def test_the_confusion_matrix_of_an_evaluation_is_its_own_file(image_run, images):
+def test_the_confusion_matrix_of_an_evaluation_is_its_own_file(image_run, images, monkeypatch):
+    from matplotlib.figure import Figure
+
+    titles, suptitle = [], Figure.suptitle
+    monkeypatch.setattr(Figure, "suptitle", lambda self, text, **kw: titles.append(text) or suptitle(self, text, **kw))
     trained = (image_run.run_dir / "confusion_matrix.json").read_bytes()
     result = torchtk.evaluate(image_run.run_dir, data={"params": {"root": str(images / "test")}})
+    assert titles == [f"confusion matrix, best.pt (epoch {result.epoch}) on all of image_folder(root={images / 'test'})"]
     stem = result.path.name[: -len(".json")]
     assert [p.name for p in result.files] == [f"{stem}-confusion_matrix.json", f"{stem}-confusion_matrix.png"]
     assert all(p.parent == image_run.run_dir and p.stat().st_size > 0 for p in result.files)

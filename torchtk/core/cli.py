@@ -443,6 +443,7 @@ def _print_evaluation(result: Any) -> None:
     console.print(values, markup=False)
     if result.per_class:
         classes = list(dict.fromkeys(c for columns in result.per_class.values() for c in columns))
+        console.print()
         table = Table("class", *(Column(key, justify="right") for key in result.per_class), box=None)
         for name in classes:
             cells = [result.values.get(f"{key}/{name}") for key in result.per_class]

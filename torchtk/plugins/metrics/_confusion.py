@@ -56,13 +56,13 @@ class ConfusionMatrix(TorchMetric):
         from matplotlib.figure import Figure
 
         matrices = self.matrix if self.params.task == "multilabel" else [self.matrix]
-        titles = self.labels if self.params.task == "multilabel" else [None]
+        panels = self.labels if self.params.task == "multilabel" else [None]
         labels = ["0", "1"] if self.params.task == "multilabel" else self.labels
         size = max(3.5, 0.55 * len(labels) + 2.2)
         figure = Figure(figsize=(size * len(matrices), size), layout="constrained")
-        for index, (matrix, title) in enumerate(zip(matrices, titles)):
+        for index, (matrix, panel) in enumerate(zip(matrices, panels)):
             draw(figure.add_subplot(1, len(matrices), index + 1), torch.tensor(matrix, dtype=torch.float64),
-                 labels, self.params.normalize != "none", title)
+                 labels, self.params.normalize != "none", panel)
         figure.suptitle(f"confusion matrix, {title}" if title else f"confusion matrix, best epoch {epoch}",
                         wrap=True)
         buffer = io.BytesIO()
