@@ -322,3 +322,16 @@ def test_a_run_without_a_validation_split(tk, small_spec):
     result = tk("evaluate", run.run_dir, "--checkpoint", "last")
     assert result.exit_code == 2 and "--split val: this run has no validation split" in result.stderr
     assert torchtk.evaluate(run.run_dir, checkpoint="last", split="all").samples == 800
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_run_trained_on_a_device_this_machine_lacks(tk, small_spec):
+    small_spec["trainer"]["epochs"] = 1
+    run = torchtk.train(small_spec, progress=False)
+    spec = json.loads((run.run_dir / "spec.json").read_text())
+    spec["trainer"]["device"] = "cuda"  # as if trained on a GPU machine
+    (run.run_dir / "spec.json").write_text(json.dumps(spec))
+    result = tk("evaluate", run.run_dir)
+    assert result.exit_code == 2 and "CUDA is not available here" in result.stderr
+    assert "--device chooses another" in result.stderr
+    assert torchtk.evaluate(run.run_dir, device="cpu").values == val_values(run.best)

@@ -251,8 +251,10 @@ def _blamed(data: bool, metrics: bool, device: bool) -> Iterator[None]:
             raise UserInputError(f"--data: {message}") from None
         if metrics and message.startswith("metrics["):
             raise UserInputError(f"--metric: {message}") from None
-        if device and message.startswith("trainer.device="):
-            raise UserInputError(f"--device {message[len('trainer.device='):]}") from None
+        if message.startswith("trainer.device="):
+            if device:
+                raise UserInputError(f"--device {message[len('trainer.device='):]}") from None
+            raise UserInputError(f"{message} (the run's spec.json says so; --device chooses another)") from None
         raise
 
 
