@@ -146,7 +146,8 @@ def reference_scores(run_dir, folder):
 
 
 def test_another_folder_as_a_test_set_uses_all_of_it(image_run, images):
-    result = torchtk.evaluate(image_run.run_dir, data={"name": "image_folder", "params": {"root": str(images / "test")}})
+    test = {"name": "image_folder", "params": {"root": str(images / "test")}}
+    result = torchtk.evaluate(image_run.run_dir, data=test)
     accuracy, loss, size = reference_scores(image_run.run_dir, images / "test")
     assert result.samples == size == 12 and result.split == "all" and not result.own_data
     assert result.values["accuracy"] == pytest.approx(accuracy, abs=1e-12)
@@ -224,7 +225,8 @@ def test_the_confusion_matrix_of_an_evaluation_is_its_own_file(image_run, images
     monkeypatch.setattr(Figure, "suptitle", lambda self, text, **kw: titles.append(text) or suptitle(self, text, **kw))
     trained = (image_run.run_dir / "confusion_matrix.json").read_bytes()
     result = torchtk.evaluate(image_run.run_dir, data={"params": {"root": str(images / "test")}})
-    assert titles == [f"confusion matrix, best.pt (epoch {result.epoch}) on all of image_folder(root={images / 'test'})"]
+    expected = f"confusion matrix, best.pt (epoch {result.epoch}) on all of image_folder(root={images / 'test'})"
+    assert titles == [expected]
     stem = result.path.name[: -len(".json")]
     assert [p.name for p in result.files] == [f"{stem}-confusion_matrix.json", f"{stem}-confusion_matrix.png"]
     assert all(p.parent == image_run.run_dir and p.stat().st_size > 0 for p in result.files)
@@ -282,7 +284,8 @@ def test_a_checkpoint_of_another_spec_is_refused(tk, rings_run, small_spec, tmp_
     (["--checkpoint", "nope.pt"], "error: --checkpoint nope.pt: no such file; give best, last or a checkpoint file"),
     (["--split", "test"], "error: --split test: choose val, train, all"),
     (["--metric", "acuracy"], "error: --metric: metrics[0].name: unknown metric 'acuracy'. Did you mean 'accuracy'"),
-    (["--metric", '{"name": "f1", "params": {"task": "multiclass", "num_classes": 3}}'], "error: --metric: metrics[0] (f1): "),
+    (["--metric", '{"name": "f1", "params": {"task": "multiclass", "num_classes": 3}}'],
+     "error: --metric: metrics[0] (f1): "),
     (["--device", "gpu"], "error: --device gpu: give auto, cpu, cuda, cuda:N or mps"),
 ])
 def test_bad_input_is_one_clear_message(tk, rings_run, args, message):

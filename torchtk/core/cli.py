@@ -403,7 +403,8 @@ def summary(
 @app.command("evaluate")
 def evaluate(
     run_dir: str = typer.Argument(..., help="A run directory that tk train wrote (runs/<name>-<time>)."),
-    checkpoint: str = typer.Option("best", "--checkpoint", "-c", help="best, last, or a checkpoint file (of a run of this spec)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", "-c",
+                                   help="best, last, or a checkpoint file (of a run of this spec)."),
     data: Optional[str] = typer.Option(None, "--data", metavar="JSON|FILE",
                                        help="Other data: a JSON object (or a JSON/YAML file) whose keys replace the "
                                             "run's data keys, e.g. '{\"name\": \"image_folder\", \"params\": "

@@ -51,7 +51,8 @@ DEV_RUN_OFF = {"trainer.fast_dev_run": False, "trainer.overfit_batches": 0, "tra
 DEV_RUN_RESETS = [f"{key}={json.dumps(value)}" for key, value in DEV_RUN_OFF.items()]
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 SPLIT_WORDS = {"val": "the validation split of", "train": "the training split of", "all": "all of"}
-OWN_SPLIT_WORDS = {"val": "the run's validation split", "train": "the run's training split", "all": "all the run's data"}
+OWN_SPLIT_WORDS = {"val": "the run's validation split", "train": "the run's training split",
+                   "all": "all the run's data"}
 
 __all__ = ["EvalResult", "evaluate", "data_fragment", "metric_refs", "SPLITS"]
 
