@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
+    "evaluate", "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
 ]
 
 
@@ -68,6 +68,17 @@ def predict(run_dir: Any, inputs: Any = (), **options: Any) -> list[dict[str, An
     from torchtk.core.prediction import predict as _predict
 
     return _predict(run_dir, inputs, **options).rows
+
+
+def evaluate(run_dir: Any, checkpoint: Any = "best", data: Any = None, overrides: list[str] | None = None,
+             metrics: list[Any] | None = None, device: str | None = None, split: str | None = None) -> Any:
+    """Score a run's checkpoint with its loss and metrics on its validation split, or on
+    ``data`` (a data-spec fragment); writes ``eval-<timestamp>.json`` into the run
+    directory and returns an ``EvalResult`` (``values``, ``path``, ``samples``)."""
+    from torchtk.core.evaluation import evaluate as _evaluate
+
+    return _evaluate(run_dir, checkpoint=checkpoint, data=data, overrides=overrides, metrics=metrics, device=device,
+                     split=split)
 
 
 def __getattr__(name: str) -> Any:

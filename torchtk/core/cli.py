@@ -474,6 +474,8 @@ def compare(
         table.add_row(Text(key), *(Text(c) for c in cells))
     _print_uncut(table)
     _print_closed_ok(f"wrote {png}")
+
+
 @app.command("predict")
 def predict(
     run_dir: str = typer.Argument(..., help="A run directory that tk train wrote."),
@@ -518,6 +520,63 @@ def predict(
         console.print(f"... {len(result.rows) - shown} more rows in {result.csv}", markup=False)
     _print_closed_ok(result.summary())
     return None
+
+
+@app.command("evaluate")
+def evaluate(
+    run_dir: str = typer.Argument(..., help="A run directory that tk train wrote (runs/<name>-<time>)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", "-c",
+                                   help="best, last, or a checkpoint file (of a run of this spec)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="JSON|FILE",
+                                       help="Other data: a JSON object (or a JSON/YAML file) whose keys replace the "
+                                            "run's data keys, e.g. '{\"name\": \"image_folder\", \"params\": "
+                                            "{\"root\": \"test\"}}'."),
+    split: Optional[str] = typer.Option(None, "--split", help="val, train or all (default: val; with --data: the "
+                                                              "dataset's own val part, else all of it)."),
+    metrics: Optional[List[str]] = typer.Option(None, "--metric", metavar="NAME|JSON",
+                                                help="Score these metrics instead of the spec's (repeatable)."),
+    overrides: Optional[List[str]] = SET_OPTION,
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps (default: the run's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Score a run's checkpoint with its loss and metrics on its validation split (or other data);
+    writes eval-<timestamp>.json (and eval-<timestamp>-confusion_matrix.png) into the run directory."""
+    from torchtk.core.evaluation import evaluate as run_evaluation
+
+    result = run_evaluation(run_dir, checkpoint=checkpoint, data=data, overrides=overrides, metrics=metrics,
+                            device=device, split=split)
+    if as_json:
+        return _print_json({**result.to_json(), "path": str(result.path)})
+    _print_evaluation(result)
+    return None
+
+
+def _print_evaluation(result: Any) -> None:
+    """The scalar values as one table, the per-class columns as a second (a row per class)."""
+    from rich.table import Column, Table
+
+    from torchtk.core.evaluation import DEV_RUN_OFF
+
+    console = _console()
+    console.print(f"[bold]{result.run_dir.name}[/bold]: {result.checkpoint.name} (epoch {result.epoch}) on "
+                  f"{result.data}, {result.samples:,} samples ({result.device}, {result.precision})", soft_wrap=True)
+    values = Table("", Column("value", justify="right"), box=None)
+    for key, value in result.scalars.items():
+        values.add_row(key, f"{value:.4f}")
+    console.print(values, markup=False)
+    if result.per_class:
+        classes = list(dict.fromkeys(c for columns in result.per_class.values() for c in columns))
+        console.print()
+        table = Table("class", *(Column(key, justify="right") for key in result.per_class), box=None)
+        for name in classes:
+            cells = [result.values.get(f"{key}/{name}") for key in result.per_class]
+            table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in cells))
+        console.print(table, markup=False)
+    for where, value in result.limits.items():
+        console.print(f"note: as in training, the run's {where}={json.dumps(value)} chose these batches "
+                      f"(--set {where}={json.dumps(DEV_RUN_OFF[where])} scores the whole split)", markup=False,
+                      soft_wrap=True)
+    console.print(f"wrote {result.path}" + "".join(f", {p.name}" for p in result.files), markup=False, soft_wrap=True)
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

@@ -230,6 +230,9 @@ def make_metric(name: str, params: BaseModel, classes: "list[str] | None") -> An
         ``val_<name>/<column>``; an empty ``columns`` logs nothing). Optionally
         ``write_best(run_dir, epoch)``: called on the main process after a validation
         pass that is the best so far, to write files (``confusion_matrix.png``).
+        ``tk evaluate`` calls it too, in a temporary folder whose files it keeps as
+        ``eval-<timestamp>-<file>``, with ``title=`` (what was evaluated) when
+        ``write_best`` takes that keyword.
 
     .. versionadded:: 0.1
     """

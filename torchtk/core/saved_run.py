@@ -131,15 +131,18 @@ class SavedRun:
         return payload
 
     def parts(self, checkpoint: str | Path = "best", overrides: list[str] | None = None, device: str | None = None,
-              steps: tuple[str, ...] = INFERENCE_STEPS) -> Any:
+              steps: tuple[str, ...] = INFERENCE_STEPS, payload: dict[str, Any] | None = None) -> Any:
         """The run's parts for inference (``steps`` of the build path), the model in eval
         mode with the checkpoint's weights. ``overrides`` change the spec (another
-        ``data``), ``device`` the run's ``trainer.device``. The global RNG states are left
-        as they were (the build seeds them for the reproducible split)."""
+        ``data``), ``device`` the run's ``trainer.device``; ``payload`` is the checkpoint
+        as :meth:`read_checkpoint` returned it, when the caller read it already (it is
+        not read twice). The global RNG states are left as they were (the build seeds
+        them for the reproducible split)."""
         from torchtk.core.assembly import build_parts
         from torchtk.core.distributed import placement_for
 
-        payload = self.read_checkpoint(checkpoint, device="cpu")
+        if payload is None:
+            payload = self.read_checkpoint(checkpoint, device="cpu")
         resolved = self.resolved(_weights_override(self.resolved(), self.checkpoint_path(checkpoint))
                                  + list(overrides or ()))
         placement = placement_for(device or resolved.spec.trainer.device)

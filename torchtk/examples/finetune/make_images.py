@@ -6,9 +6,11 @@ Task A (stage 1, 3 classes): circle, square, triangle.
 Task B (stage 2, 5 classes): ring, cross, diamond, hbar, vbar -- other shapes, the same
 kind of images, so features learned on A transfer to B.
 
-Each task gets ``train/<class>/*.png`` and ``val/<class>/*.png`` (the layout torchvision's
-``ImageFolder`` and torchtk's ``image_folder`` read): 32x32 RGB, random size, position,
-colours and noise, from a fixed seed (the same files on every machine).
+Each task gets ``train/<class>/*.png``, ``val/<class>/*.png`` and ``test/<class>/*.png``
+(the layout torchvision's ``ImageFolder`` and torchtk's ``image_folder`` read; ``test`` is
+for ``tk evaluate``, no run trains or validates on it): 32x32 RGB, random size, position,
+colours and noise, from a fixed seed (the same files on every machine; the test images
+are drawn after all the others, so adding them changed no train or val file).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ TASKS = {
     "task-a": ("circle", "square", "triangle"),
     "task-b": ("ring", "cross", "diamond", "hbar", "vbar"),
 }
-COUNTS = {"task-a": (300, 60), "task-b": (30, 60)}  # images per class: train, val (B is the small target task)
+SPLITS = ("train", "val", "test")
+COUNTS = {"task-a": (300, 60, 60), "task-b": (30, 60, 60)}  # images per class and split (B: the small target task)
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, rng: random.Random, colour: tuple[int, int, int]) -> None:
@@ -63,19 +66,23 @@ def render(shape: str, rng: random.Random) -> Image.Image:
 
 
 def write(out: Path, seed: int = 0) -> dict[str, int]:
-    """Write every task's images under ``out``; returns the number of files per task."""
-    written = {}
-    for task, classes in TASKS.items():
-        rng = random.Random(f"{seed}-{task}")
-        count = 0
-        for split, per_class in zip(("train", "val"), COUNTS[task]):
-            for shape in classes:
-                folder = out / task / split / shape
-                folder.mkdir(parents=True, exist_ok=True)
-                for index in range(per_class):
-                    render(shape, rng).save(folder / f"{index:04d}.png")
-                    count += 1
-        written[task] = count
+    """Write every task's images under ``out``; returns the number of files per task.
+
+    Every task's train and val images come first and the test images after them all:
+    PIL's noise draws from one generator of its own, so this order keeps the train and
+    val files what they were before the test split existed."""
+    rngs = {task: random.Random(f"{seed}-{task}") for task in TASKS}
+    written = dict.fromkeys(TASKS, 0)
+    for splits in (SPLITS[:2], SPLITS[2:]):
+        for task, classes in TASKS.items():
+            for split in splits:
+                per_class = COUNTS[task][SPLITS.index(split)]
+                for shape in classes:
+                    folder = out / task / split / shape
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for index in range(per_class):
+                        render(shape, rngs[task]).save(folder / f"{index:04d}.png")
+                    written[task] += per_class
     return written
 
 

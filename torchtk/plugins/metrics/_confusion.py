@@ -35,32 +35,36 @@ class ConfusionMatrix(TorchMetric):
         self.matrix = self.metric.compute().cpu().tolist()
         return {}
 
-    def write_best(self, run_dir: Path, epoch: int) -> None:
-        """Write the last computed matrix (the best epoch's) as PNG and JSON."""
+    def write_best(self, run_dir: Path, epoch: int, title: str | None = None) -> None:
+        """Write the last computed matrix (the best epoch's) as PNG and JSON; ``title``
+        (from ``tk evaluate``: what was evaluated) replaces "best epoch N" in the figure."""
         if self.matrix is None:
             return
         data = {"epoch": epoch, "task": self.params.task, "normalize": self.params.normalize,
                 "rows": "true class", "columns": "predicted class", "labels": self.labels}
+        if title is not None:
+            data["title"] = title
         rows = ",\n".join(f"    {json.dumps(row)}" for row in self.matrix)  # one matrix row per line
         text = f'{json.dumps(data, indent=2)[:-2]},\n  "matrix": [\n{rows}\n  ]\n}}\n'
         atomic_write_bytes(run_dir / "confusion_matrix.json", text.encode())
-        atomic_write_bytes(run_dir / "confusion_matrix.png", self.figure_png(epoch))
+        atomic_write_bytes(run_dir / "confusion_matrix.png", self.figure_png(epoch, title))
 
-    def figure_png(self, epoch: int) -> bytes:
+    def figure_png(self, epoch: int, title: str | None = None) -> bytes:
         import matplotlib
 
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
 
         matrices = self.matrix if self.params.task == "multilabel" else [self.matrix]
-        titles = self.labels if self.params.task == "multilabel" else [None]
+        panels = self.labels if self.params.task == "multilabel" else [None]
         labels = ["0", "1"] if self.params.task == "multilabel" else self.labels
         size = max(3.5, 0.55 * len(labels) + 2.2)
         figure = Figure(figsize=(size * len(matrices), size), layout="constrained")
-        for index, (matrix, title) in enumerate(zip(matrices, titles)):
+        for index, (matrix, panel) in enumerate(zip(matrices, panels)):
             draw(figure.add_subplot(1, len(matrices), index + 1), torch.tensor(matrix, dtype=torch.float64),
-                 labels, self.params.normalize != "none", title)
-        figure.suptitle(f"confusion matrix, best epoch {epoch}")
+                 labels, self.params.normalize != "none", panel)
+        figure.suptitle(f"confusion matrix, {title}" if title else f"confusion matrix, best epoch {epoch}",
+                        wrap=True)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110)
         return buffer.getvalue()
