@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "hookimpl", "load_run", "load_spec", "registry", "train",
+    "export", "hookimpl", "load_run", "load_spec", "registry", "train",
 ]
 
 
@@ -59,6 +59,15 @@ def load_run(run_dir: Any, registry: Registry | None = None) -> Any:
     from torchtk.core.saved_run import load_run as _load_run
 
     return _load_run(run_dir, registry=registry)
+
+
+def export(run_dir: Any, format: Any, **options: Any) -> list[Any]:
+    """Write a run's model as ``exported`` (torch.export ``.pt2``), ``torchscript``, ``onnx``
+    or ``safetensors`` (a name, a list or ``"all"``), each file loaded back and checked
+    against the model on a probe batch; returns the written files' ``Exported`` results."""
+    from torchtk.core.export import export as _export
+
+    return _export(run_dir, format, **options)
 
 
 def __getattr__(name: str) -> Any:
