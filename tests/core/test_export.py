@@ -172,6 +172,22 @@ def test_onnx_without_the_extra_is_an_install_hint(tk, rings_run, monkeypatch):
     assert message.endswith("which is not installed: pip install 'torchtk[onnx]'") and "\n" not in message
 
 
+@pytest.mark.skipif(not HAS_ONNX, reason=ONNX_SKIP)
+def test_large_onnx_weights_go_to_an_external_data_file_that_the_check_reads(rings_run, tmp_path, monkeypatch):
+    monkeypatch.setattr("torchtk.core.export.ONNX_EXTERNAL_BYTES", 0)
+    (result,) = torchtk.export(rings_run, "onnx", out=tmp_path / "big.onnx")
+    assert result.files == [tmp_path / "big.onnx", tmp_path / "big.onnx.data"]
+    assert result.size == sum(f.stat().st_size for f in result.files) and result.max_abs_diff <= result.atol
+
+
+def test_safetensors_without_the_package_is_an_install_hint(tk, rings_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    result = tk("export", rings_run, "--format", "exported,safetensors", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and result.stdout == "" and not (tmp_path / "out").exists()  # before any export
+    assert result.stderr.strip() == ("error: --format safetensors needs safetensors, which is not installed: "
+                                     "pip install 'torchtk[safetensors]'")
+
+
 # -- models that a format cannot take ------------------------------------------------------
 
 
@@ -215,7 +231,7 @@ def test_data_dependent_control_flow_cannot_be_exported(tk, tmp_path):
     with pytest.raises(ExportFailed):
         torchtk.export(run_dir, "exported")
     if HAS_ONNX:  # the ONNX exporter goes through torch.export
-        with pytest.raises(ExportFailed, match="--format onnx: torch.onnx.export cannot .*data-dependent"):
+        with pytest.raises(ExportFailed, match="torch.onnx.export cannot .*data-dependent.*try --format exported, "):
             torchtk.export(run_dir, "onnx")
 
 

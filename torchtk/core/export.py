@@ -250,7 +250,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            instead="exported or safetensors (the weights)"),
     Format("onnx", "model.onnx", "torch.onnx.export", _write_onnx, _load_onnx,  # through torch.export
            needs=("onnx", "onnxscript", "onnxruntime"), extra="onnx",
-           instead="torchscript (a trace) or safetensors (the weights)"),
+           instead="exported, torchscript (a trace) or safetensors (the weights)"),
     Format("safetensors", "model.safetensors", "safetensors", _write_safetensors, _load_safetensors,
            needs=("safetensors",), extra="safetensors", exact_on_cpu=True),
 )}
@@ -382,9 +382,10 @@ def _remove(path: Path) -> None:
 def one_line(exc: BaseException) -> str:
     """An exporter's exception in one line: its type, the message's first line (without
     torch's pointers to more logs), the first bullet under it (torch.export's "you marked
-    batch as dynamic but ...") and the user code where it was raised, when torch names it."""
-    if type(exc).__name__ == "TorchExportError" and exc.__cause__ is not None:
-        exc = exc.__cause__  # torch.onnx's wrapper of torch.export's error, which says why
+    batch as dynamic but ...") and the user code where it was raised, when torch names it.
+    Of torch.onnx's wrappers, the innermost cause."""
+    while type(exc).__module__.startswith("torch.onnx") and exc.__cause__ is not None:
+        exc = exc.__cause__  # torch.onnx wraps the error that says why (torch.export's, a missing op)
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # colour codes
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     head = re.sub(r"\s*For more information.*$", "", lines[0]) if lines else ""
