@@ -80,24 +80,25 @@ def load_fresh(format, path, run_dir):
     return model
 
 
-def round_trip(run_dir, format, batch):
+def round_trip(run_dir, format, *batches):
     (result,) = torchtk.export(run_dir, format)
     assert result.path == run_dir / "export" / FILES[format] and result.path.stat().st_size == result.size > 0
-    assert result.batch_sizes == (4, 6) and result.max_abs_diff <= result.atol + 1e-3
-    eager = torchtk.load_run(run_dir).model()
-    with torch.no_grad():
-        expected, actual = eager(batch), load_fresh(format, result.path, run_dir)(batch)
-    if format == "safetensors":
-        assert (result.atol, result.rtol) == (0.0, 0.0) and torch.equal(actual, expected)
-    else:
-        assert (result.rtol, result.atol) == TOLERANCES["float32"]
-        torch.testing.assert_close(actual, expected, atol=result.atol, rtol=result.rtol)
+    assert result.batch_sizes == (4, 6) and result.max_abs_diff <= result.atol
+    eager, loaded = torchtk.load_run(run_dir).model(), load_fresh(format, result.path, run_dir)
+    for batch in batches:
+        with torch.no_grad():
+            expected, actual = eager(batch), loaded(batch)
+        if format == "safetensors":
+            assert (result.atol, result.rtol) == (0.0, 0.0) and torch.equal(actual, expected)
+        else:
+            assert (result.rtol, result.atol) == TOLERANCES["float32"]
+            torch.testing.assert_close(actual, expected, atol=result.atol, rtol=result.rtol)
     return result
 
 
 @pytest.mark.parametrize("format", FORMATS)
-def test_the_rings_mlp_round_trips_at_another_batch_size(rings_run, format):
-    round_trip(rings_run, format, torch.randn(7, 2))
+def test_the_rings_mlp_round_trips_at_other_batch_sizes(rings_run, format):
+    round_trip(rings_run, format, torch.randn(7, 2), torch.randn(1, 2))
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -272,6 +273,10 @@ def test_bad_input_is_one_message_and_exit_2(tk, rings_run, tmp_path):
             f"error: --checkpoint {foreign}: {foreign} was written by a run of another spec",
         ("export", rings_run, "-f", "exported", "--out", tmp_path / "folder"):
             f"error: --out {tmp_path / 'folder'}: is a folder; give the file to write",
+        ("export", rings_run, "-f", "exported", "--checkpoint", "nope"):
+            "error: --checkpoint nope: no such file; give best, last or a checkpoint file",
+        ("export", rings_run, "-f", "exported", "--device", "gpu"): "error: --device gpu: Expected one of cpu, cuda",
+        ("export", rings_run, "-f", ","): "error: --format: give at least one of exported, torchscript",
     }
     for args, message in cases.items():
         result = tk(*args)

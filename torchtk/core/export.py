@@ -85,6 +85,16 @@ class Exported:
                 "batch_sizes": list(self.batch_sizes), "files": [str(f) for f in self.files], "notes": self.notes}
 
 
+def human_size(size: int) -> str:
+    """Bytes as ``852 B``, ``14.0 kB``, ``4.7 MB`` (powers of 1000, as ``ls --si``)."""
+    if size < 1000:
+        return f"{size} B"
+    value, units = size / 1000, ["kB", "MB", "GB", "TB"]
+    while value >= 999.95 and len(units) > 1:
+        value, units = value / 1000, units[1:]
+    return f"{value:.1f} {units[0]}"
+
+
 @dataclass
 class Subject:
     """What every format exports and checks against: the eager model and its outputs."""
@@ -123,19 +133,10 @@ class Format:
 
 
 def _batch_dim() -> Any:
+    """``dynamic_shapes`` for ``(inputs,)``: the batch dimension free, every other fixed."""
     import torch
 
     return ({0: torch.export.Dim("batch")},)
-
-
-def human_size(size: int) -> str:
-    """Bytes as ``852 B``, ``14.0 kB``, ``4.7 MB`` (powers of 1000, as ``ls --si``)."""
-    if size < 1000:
-        return f"{size} B"
-    value, units = size / 1000, ["kB", "MB", "GB", "TB"]
-    while value >= 999.95 and len(units) > 1:
-        value, units = value / 1000, units[1:]
-    return f"{value:.1f} {units[0]}"
 
 
 def _write_exported(subject: Subject, path: Path) -> list[str]:
@@ -302,6 +303,18 @@ def output_paths(run_dir: Path, names: list[str], out: str | Path | None) -> dic
 # -- the subject and the check ------------------------------------------------------------
 
 
+def _device(name: str) -> str:
+    """``--device`` checked (the run's own ``trainer.device`` is not used: exports are made
+    where the user says, the CPU by default)."""
+    from torchtk.core.distributed import resolve_device
+
+    try:
+        return str(resolve_device(name))
+    except (UserInputError, RuntimeError) as exc:
+        why = re.sub(r"^trainer\.device=\S+, but ", "", str(exc).splitlines()[0])
+        raise UserInputError(f"--device {name}: {why}" + ("" if "use" in why else "; use cpu, cuda or auto")) from None
+
+
 def _prepare(run: Any, checkpoint: Any, device: str) -> Subject:
     """The eager model with the checkpoint's weights, the probe batch (and one of another
     size) on ``device``, the eager outputs, and the metadata every file carries."""
@@ -312,14 +325,18 @@ def _prepare(run: Any, checkpoint: Any, device: str) -> Subject:
 
     parts = run.parts(checkpoint, device=device, steps=EXPORT_STEPS)
     batch = probe_batch(parts.val, parts.train)
-    inputs = batch[0] if batch is not None else None
-    if not isinstance(inputs, torch.Tensor):
-        raise UserInputError(f"{run.path}: the run's batches give a model input of type {type(inputs).__name__}; "
+    if batch is None:
+        raise UserInputError(f"{run.path}: the run's data has no samples to make a probe batch of")
+    if not isinstance(batch[0], torch.Tensor):
+        raise UserInputError(f"{run.path}: the run's batches give a model input of type {type(batch[0]).__name__}; "
                              "tk export takes models called with one tensor")
-    inputs = to_device(inputs, parts.device, parts.precision.input_dtype)
+    inputs = to_device(batch[0], parts.device, parts.precision.input_dtype)
     batches = [inputs, torch.cat([inputs, inputs[: max(1, len(inputs) // 2)]])]
-    with torch.no_grad():
-        expected = [output_tensors(parts.model(b)) for b in batches]
+    try:
+        with torch.no_grad():
+            expected = [output_tensors(parts.model(b)) for b in batches]
+    except TypeError as exc:
+        raise UserInputError(f"{run.path}: tk export takes models that return tensors: {exc}") from None
     payload = run.read_checkpoint(checkpoint)
     metadata = {"run": run.name, "checkpoint": run.checkpoint_path(checkpoint).name, "epoch": payload.get("epoch"),
                 "classes": parts.classes, "model": run.spec.model.model_dump(by_alias=True, mode="json"),
@@ -467,7 +484,7 @@ def _check(name: str, runner: Callable[[Any], Any], batches: list[Any], index: i
             got = output_tensors(runner(batch))
     except Exception as exc:
         _remove(path)
-        fixed = f" after it ran on {len(batches[0])}: it fixes the batch size" if index else ""
+        fixed = f" after it ran on {len(batches[0])} (a fixed batch size?)" if index else ""
         raise ExportMismatch(f"--format {name}: the written file fails on a batch of {len(batch)} samples{fixed} "
                              f"({one_line(exc)}); {path} was removed") from exc
     return compare(got, wanted, *allowed)
@@ -487,7 +504,7 @@ def export(run_dir: str | Path, format: str | list[str] | tuple[str, ...], check
     names = parse_formats(format)
     run = load_run(run_dir, registry=registry)
     paths = output_paths(run.path, names, out)
-    subject = _prepare(run, checkpoint, device)
+    subject = _prepare(run, checkpoint, _device(device))
     results = []
     for name in names:
         results.append(export_one(name, subject, paths[name], atol, rtol))
