@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "evaluate", "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
+    "evaluate", "export", "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
 ]
 
 
@@ -79,6 +79,15 @@ def evaluate(run_dir: Any, checkpoint: Any = "best", data: Any = None, overrides
 
     return _evaluate(run_dir, checkpoint=checkpoint, data=data, overrides=overrides, metrics=metrics, device=device,
                      split=split)
+
+
+def export(run_dir: Any, format: Any, **options: Any) -> list[Any]:
+    """Write a run's model as ``exported`` (torch.export ``.pt2``), ``torchscript``, ``onnx``
+    or ``safetensors`` (a name, a list or ``"all"``), each file loaded back and checked
+    against the model on a probe batch; returns the written files' ``Exported`` results."""
+    from torchtk.core.export import export as _export
+
+    return _export(run_dir, format, **options)
 
 
 def __getattr__(name: str) -> Any:

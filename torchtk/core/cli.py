@@ -579,6 +579,42 @@ def _print_evaluation(result: Any) -> None:
     console.print(f"wrote {result.path}" + "".join(f", {p.name}" for p in result.files), markup=False, soft_wrap=True)
 
 
+@app.command("export")
+def export(
+    run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="A run directory that tk train wrote."),
+    formats: List[str] = typer.Option(..., "--format", "-f", metavar="FORMAT",
+                                      help="exported (torch.export .pt2), torchscript, onnx, safetensors, or all; "
+                                           "repeat it or give a comma list."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, last or a checkpoint file of this run."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="PATH",
+                                      help="The file (one format) or folder (several); default RUN_DIR/export/."),
+    device: str = typer.Option("cpu", "--device", help="Where the model is exported and checked."),
+    atol: Optional[float] = typer.Option(None, "--atol", help="Absolute tolerance of the check (default by dtype)."),
+    rtol: Optional[float] = typer.Option(None, "--rtol", help="Relative tolerance of the check (default by dtype)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write the run's model as torch.export, TorchScript, ONNX or safetensors files, each loaded
+    back and checked against the model on a probe batch of the validation data."""
+    from torchtk.core.export import export as export_run
+    from torchtk.core.export import human_size
+
+    def written(result: Any) -> None:
+        if as_json:
+            return
+        sizes = " and ".join(map(str, result.batch_sizes))
+        allowed = "exact" if result.atol == result.rtol == 0 else f"atol {result.atol:g}, rtol {result.rtol:g}"
+        _print_closed_ok(f"{result.format}: wrote {result.path} ({human_size(result.size)}); checked on batches of "
+                         f"{sizes}: max |diff| to the model {result.max_abs_diff:.3g} ({allowed})")
+        for note in result.notes:
+            _print_closed_ok(f"  note: {note}")
+
+    results = export_run(run_dir, formats, checkpoint=checkpoint, out=out, device=device, atol=atol, rtol=rtol,
+                         on_exported=written)
+    if as_json:
+        _print_json([result.to_json() for result in results])
+    return None
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
