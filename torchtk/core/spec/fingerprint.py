@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from torchtk.core.spec.models import ComponentRef, RunSpec
+from torchtk.core.spec.paths import same_path
 
 RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
                      ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",),
@@ -66,11 +67,17 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[str, Any] | None = None) -> list[str]:
+def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[str, Any] | None = None,
+                     paths: frozenset[str] = frozenset()) -> list[str]:
     """Spec paths where two fingerprints differ. A setting the saved fingerprint does not
     have (added to torchtk after the checkpoint was written) differs only when its current
-    value is not its default in ``defaults`` (see :func:`spec_defaults`)."""
+    value is not its default in ``defaults`` (see :func:`spec_defaults`). Settings in
+    ``paths`` (see :func:`~torchtk.core.spec.paths.path_settings`) are compared by the
+    file they name (:func:`~torchtk.core.spec.paths.same_path`): relative or absolute,
+    ``data`` or ``./data/``, the same folder is no difference."""
     defaults = defaults or {}
+    if prefix in paths and isinstance(saved, str) and isinstance(current, str):
+        return [] if same_path(saved, current) else [prefix]
     if saved is _MISSING and prefix in defaults and _same(current, defaults[prefix]):
         return []
     if saved is _MISSING and isinstance(current, dict):
@@ -79,11 +86,11 @@ def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[
         found = []
         for key in sorted(saved.keys() | current.keys()):
             path = f"{prefix}.{key}" if prefix else key
-            found += spec_differences(saved.get(key, _MISSING), current.get(key, _MISSING), path, defaults)
+            found += spec_differences(saved.get(key, _MISSING), current.get(key, _MISSING), path, defaults, paths)
         return found
     if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
         return [d for i, (a, b) in enumerate(zip(saved, current))
-                for d in spec_differences(a, b, f"{prefix}[{i}]", defaults)]
+                for d in spec_differences(a, b, f"{prefix}[{i}]", defaults, paths)]
     if saved is _MISSING or current is _MISSING:
         return [prefix or "(root)"]
     return [] if _same(saved, current) else [prefix or "(root)"]
