@@ -213,12 +213,11 @@ def pickled_object(exc: BaseException) -> str | None:
     import pickle
     import re
 
-    if not isinstance(exc, pickle.UnpicklingError):
-        return None
-    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-    what = f" ({found.group(1)})" if found else ""
-    return (f"holds a pickled Python object{what}, which torchtk never loads: checkpoints and weights are read "
-            "with torch.load(weights_only=True), tensors and plain data only, and nothing in the file was run")
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if not isinstance(exc, pickle.UnpicklingError) or found is None:
+        return None  # a corrupt or truncated file, or data of no class at all
+    return (f"holds a pickled Python object ({found.group(1)}), which torchtk never loads: checkpoints and weights "
+            "are read with torch.load(weights_only=True), tensors and plain data only, and nothing in the file was run")
 
 
 def _kind(value: Any) -> str:

@@ -35,9 +35,6 @@ class ComponentRef(_Strict):
         return {"name": data} if isinstance(data, str) else data
 
 
-IMPORT_REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-
-
 class ModelRef(ComponentRef):
     """A model by component name, or any factory by import path:
     ``{"import": "my_package.models:build", "params": {...}}`` calls ``build(**params)``."""
@@ -46,18 +43,8 @@ class ModelRef(ComponentRef):
 
     name: Optional[str] = Field(None, exclude_if=lambda value: value is None,
                                 description="Model component name (see tk list models).")
-    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None,
-                                   json_schema_extra={"pattern": f"^{IMPORT_REFERENCE.pattern}$"},
-                                   description="package.module:factory returning an nn.Module (tk train imports "
-                                               "and runs it; tk validate does not).")
-
-    @field_validator("import_", mode="after")
-    @classmethod
-    def _reference(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not IMPORT_REFERENCE.fullmatch(value):
-            raise ValueError("give package.module:factory (Python names separated by dots, then a colon and the "
-                             "factory's name), e.g. my_models:build")
-        return value
+    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=r"^[\w.]+:[\w.]+$",
+                                   description="package.module:factory returning an nn.Module.")
 
     @model_validator(mode="after")
     def _name_or_import(self) -> "ModelRef":
