@@ -134,8 +134,10 @@ def test_a_checkpoint_with_a_relative_path_resumes_with_the_same_folder_given_ab
     assert len(torchtk.train(spec, resume=result.run_dir).history) == 2
     spec["data"]["params"]["train"] = str(project.parent / "data" / "train")  # another folder: a difference
     spec["trainer"]["epochs"] = 3
-    with pytest.raises(torchtk.TorchtkError, match=r"differs .* at data\.params\.train;"):
+    with pytest.raises(torchtk.TorchtkError, match=r"differs .* at data\.params\.train;") as raised:
         torchtk.train(spec, resume=result.run_dir)
+    read = Path.cwd() / "data" / "train"  # what the resumed epoch's last.pt recorded: the absolute path
+    assert str(raised.value).endswith(f"(the run read data.params.train from {read})")  # a moved folder shows
 
 
 def test_a_symlinked_folder_is_the_same_path(tmp_path):

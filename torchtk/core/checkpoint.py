@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchtk.core.errors import UserInputError
 from torchtk.core.spec import path_settings, spec_defaults, spec_differences, spec_fingerprint
+from torchtk.core.spec.fingerprint import path_notes
 
 if TYPE_CHECKING:
     from torchtk.core.assembly import Parts
@@ -160,11 +161,12 @@ class CheckpointService:
         parts, state = self.parts, self.state
         payload = self.read(path)
         defaults = spec_defaults(parts.resolved) if parts.resolved is not None else None
-        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec), defaults=defaults,
-                                       paths=path_settings(parts.resolved))
+        paths = path_settings(parts.resolved)
+        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec), defaults=defaults, paths=paths)
         if differences:
             raise UserInputError(f"--resume: this spec differs from the one {path.parent.parent} was started with, "
-                                 f"at {', '.join(differences)}; only trainer settings such as epochs may change")
+                                 f"at {', '.join(differences)}; only trainer settings such as epochs may change"
+                                 + path_notes(payload["spec"], differences, paths))
         try:
             parts.model.load_state_dict(payload["model"])
             for key, callback in parts.callbacks.items():
@@ -224,8 +226,8 @@ def _kind(value: Any) -> str:
     """A value's type as a message names it: ``a list``, ``a Tensor``, ``null``."""
     if value is None:
         return "null"
-    name = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", tuple: "list",
-            dict: "dict"}.get(type(value), type(value).__name__)
+    kinds = ((bool, "boolean"), ((int, float), "number"), (str, "string"), ((list, tuple), "list"), (dict, "dict"))
+    name = next((name for types, name in kinds if isinstance(value, types)), type(value).__name__)
     return f"a {name}" if name[0] not in "aeiou" else f"an {name}"
 
 

@@ -94,3 +94,24 @@ def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[
     if saved is _MISSING or current is _MISSING:
         return [prefix or "(root)"]
     return [] if _same(saved, current) else [prefix or "(root)"]
+
+
+def path_notes(saved: Any, differences: list[str], paths: frozenset[str]) -> str:
+    """For differing path settings, the files the run was started with: ``" (the run read
+    data.params.train from /old/data/train)"``, so a moved folder is recognisable."""
+    notes = [f"{path} from {value}" for path in differences if path in paths
+             for value in [_value_at(saved, path)] if isinstance(value, str)]
+    return f" (the run read {', '.join(notes)})" if notes else ""
+
+
+def _value_at(data: Any, path: str) -> Any:
+    from torchtk.core.spec.problems import split_path
+
+    for part in split_path(path):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
