@@ -18,7 +18,7 @@ demo: install  ## install, then train the bundled rings example
 	$(BIN)/tk train rings
 
 finetune: install  ## the fine-tuning example: write PNGs, train task A, fine-tune on task B from its best.pt
-	$(BIN)/python examples/finetune/make_images.py finetune-data
+	$(BIN)/python examples/finetune/make_images.py  # into examples/finetune/finetune-data, next to the specs
 	$(BIN)/tk train examples/finetune/stage1.json --json > finetune-stage1.json
 	$(BIN)/tk train examples/finetune/stage2.json --set model.params.weights=$$($(BIN)/python -c \
 	  "import json; print(json.load(open('finetune-stage1.json'))['run_dir'])")/checkpoints/best.pt
@@ -34,4 +34,4 @@ bench: install  ## performance targets, as ratios against references measured in
 	$(BIN)/python benchmarks/accuracy_metric.py
 
 clean:
-	rm -rf $(VENV) runs finetune-data finetune-stage1.json *.egg-info
+	rm -rf $(VENV) runs examples/finetune/finetune-data finetune-stage1.json *.egg-info

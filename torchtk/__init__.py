@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from torchtk.core.components import Component, NoParams, Params
+from torchtk.core.components import Component, InputPath, NoParams, Params, PathParam
 from torchtk.core.errors import TorchtkError
 from torchtk.core.hookspecs import hookimpl
 from torchtk.core.state import Precision, RunInfo, Splits, TrainState
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     registry: Registry  # built on first access, by __getattr__ below
 
 __all__ = [
-    "Component", "NoParams", "Params", "Precision", "RunInfo", "Splits", "TrainState", "TorchtkError",
-    "evaluate", "export", "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
+    "Component", "InputPath", "NoParams", "Params", "PathParam", "Precision", "RunInfo", "Splits", "TrainState",
+    "TorchtkError", "evaluate", "export", "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
 ]
 
 

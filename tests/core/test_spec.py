@@ -179,10 +179,17 @@ def test_model_by_import_path_is_checked_and_trained(small_spec, tmp_path, monke
     assert load_spec(spec.model_dump(mode="json")).model.import_ == "my_models:tiny"  # spec.json round-trips
     small_spec["trainer"]["epochs"] = 1
     assert torchtk.train(small_spec).last["train_loss"] > 0
+    # validation never imports the module (tk validate runs no code a spec names): the factory's params and
+    # attribute are checked where tk train imports it, before training, as input errors naming the spec path
     small_spec["model"]["params"] = {"depth": 2}
-    assert "does not accept" in problems(small_spec)["model.params"]
+    load_spec(small_spec)
+    with pytest.raises(UserInputError, match=r"^model\.params: my_models:tiny does not accept these params"):
+        torchtk.train(small_spec)
     small_spec["model"] = {"import": "my_models:missing"}
-    assert "cannot import" in problems(small_spec)["model.import"]
+    with pytest.raises(UserInputError, match=r"^model\.import: cannot import 'my_models:missing': AttributeError"):
+        torchtk.train(small_spec)
+    small_spec["model"] = {"import": "no_such_module_anywhere:tiny"}  # a module that is not there: found unimported
+    assert "no module named 'no_such_module_anywhere' on the Python path" in problems(small_spec)["model.import"]
     small_spec["model"] = {"import": "my_models:tiny", "name": "mlp"}
     assert "exactly one of name or import" in problems(small_spec)["model"]
 

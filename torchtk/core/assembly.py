@@ -201,11 +201,10 @@ def metric_values(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
 def build(resolved: ResolvedSpec, path: str, **context: Any) -> Any:
     """Build the component at spec ``path`` (``"optimizer"``, ``"loss[0]"``) through its provider."""
     entry = resolved.entry(path)
-    if entry.component is None:  # a model given by import path
-        from torchtk.core.components import load_object
+    if entry.component is None:  # a model given by import path: the one place spec-named code is imported
+        from torchtk.core.imported import build_model
 
-        with input_errors(f"{path}: building model {entry.ref.import_!r} failed"):
-            return load_object(entry.ref.import_)(**entry.ref.params)
+        return build_model(entry.ref.import_, entry.ref.params)
     with input_errors(f"{path}: building {entry.kind} {entry.ref.name!r} failed"):
         return resolved.registry.build(entry.component, entry.params, **context)
 
@@ -266,7 +265,11 @@ def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
 
 
 def _model(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
-    parts.model = build(resolved, "model").to(parts.device)
+    from torchtk.core.imported import check_module
+
+    ref = resolved.entry("model").ref
+    what = repr(ref.import_) if ref.name is None else f"model {ref.name!r}"
+    parts.model = check_module(build(resolved, "model"), what).to(parts.device)
     parts.report("model", parts.model)
 
 

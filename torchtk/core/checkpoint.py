@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchtk.core.errors import UserInputError
-from torchtk.core.spec import spec_defaults, spec_differences, spec_fingerprint
+from torchtk.core.spec import path_settings, spec_defaults, spec_differences, spec_fingerprint
+from torchtk.core.spec.fingerprint import path_notes
 
 if TYPE_CHECKING:
     from torchtk.core.assembly import Parts
@@ -120,18 +121,34 @@ class CheckpointService:
         import torch
 
         try:
-            payload = torch.load(path, map_location=self.parts.device, weights_only=True)
+            payload = torch.load(path, map_location=self.parts.device, weights_only=True)  # never weights_only=False
         except FileNotFoundError:
             raise UserInputError(f"--resume: no checkpoint at {path}") from None
         except Exception as exc:
+            refused = pickled_object(exc)
+            if refused is not None:
+                raise UserInputError(f"--resume: {path} {refused}") from None
             raise UserInputError(f"--resume: {path} is not a readable torchtk checkpoint (corrupt, truncated, or "
                                  f"not written by torchtk): {type(exc).__name__}") from exc
-        version = payload.get("version") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            raise UserInputError(f"--resume: {path} holds {_kind(payload)}, not a torchtk checkpoint (a dict with "
+                                 f"the model, optimizer and training state)")
+        version = payload.get("version")
         if version not in READABLE_VERSIONS:
             raise UserInputError(f"--resume: {path} has checkpoint format {version!r}; this torchtk reads formats "
                                  f"{', '.join(map(str, READABLE_VERSIONS))}")
-        return payload if version == CHECKPOINT_VERSION else _from_format_1(payload, list(self.parts.callbacks),
-                                                                         self.parts.spec.trainer.monitor)
+        if version != CHECKPOINT_VERSION:
+            try:
+                payload = _from_format_1(payload, list(self.parts.callbacks), self.parts.spec.trainer.monitor)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise UserInputError(f"--resume: {path} is not a usable format-1 checkpoint: missing or malformed "
+                                     f"{exc}") from None
+        problems = payload_problems(payload, self.parts)
+        if problems:
+            raise UserInputError(f"--resume: {path} is not a usable torchtk checkpoint, nothing was loaded from it: "
+                                 + "; ".join(problems[:5]) + (f" ({len(problems)} problems)" if len(problems) > 5
+                                                              else ""))
+        return payload
 
     def restore(self, path: Path) -> int:
         """Load the checkpoint at ``path`` into the run; returns the next epoch to train.
@@ -144,15 +161,17 @@ class CheckpointService:
         parts, state = self.parts, self.state
         payload = self.read(path)
         defaults = spec_defaults(parts.resolved) if parts.resolved is not None else None
-        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec), defaults=defaults)
+        paths = path_settings(parts.resolved)
+        differences = spec_differences(payload["spec"], spec_fingerprint(parts.spec), defaults=defaults, paths=paths)
         if differences:
             raise UserInputError(f"--resume: this spec differs from the one {path.parent.parent} was started with, "
-                                 f"at {', '.join(differences)}; only trainer settings such as epochs may change")
+                                 f"at {', '.join(differences)}; only trainer settings such as epochs may change"
+                                 + path_notes(payload["spec"], differences, paths))
         try:
             parts.model.load_state_dict(payload["model"])
             for key, callback in parts.callbacks.items():
                 if key in payload["callbacks"]:
-                    callback.load_state_dict(payload["callbacks"][key])
+                    _load_callback(callback, key, payload["callbacks"][key], path)
             state.load_state_dict(payload["state"])
             if parts.hooks.on_load_checkpoint:
                 parts.hooks.on_load_checkpoint(state, payload)
@@ -178,3 +197,135 @@ def _from_format_1(payload: dict[str, Any], callback_keys: list[str], monitor: s
              "last_update_lrs": None}
     callbacks = {key: s for key, s in zip(callback_keys, payload["callbacks"]) if s is not None}
     return {**payload, "version": CHECKPOINT_VERSION, "state": state, "callbacks": callbacks}
+
+
+# -- checking a payload before anything is loaded into the run ------------------------------
+# A file torch.load(weights_only=True) reads holds only tensors and plain data, but any of
+# them: each entry is checked against what this run's objects hold, so a malformed file is
+# one input error naming the file and the entry, never a half-restored run.
+
+_TOP = {"epoch": int, "step": int, "model": dict, "optimizer": dict, "schedulers": list, "callbacks": dict,
+        "state": dict, "spec": dict, "rng": dict}
+_STATE = {"epoch": int, "step": int, "history": list, "best_row": dict, "should_stop": bool}
+
+
+def pickled_object(exc: BaseException) -> str | None:
+    """What to say when ``torch.load(weights_only=True)`` refused a pickled Python object
+    (whose code therefore never ran); ``None`` for any other error."""
+    import pickle
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if not isinstance(exc, pickle.UnpicklingError) or found is None:
+        return None  # a corrupt or truncated file, or data of no class at all
+    return (f"holds a pickled Python object ({found.group(1)}), which torchtk never loads: checkpoints and weights "
+            "are read with torch.load(weights_only=True), tensors and plain data only, and nothing in the file was run")
+
+
+def _kind(value: Any) -> str:
+    """A value's type as a message names it: ``a list``, ``a Tensor``, ``null``."""
+    if value is None:
+        return "null"
+    kinds = ((bool, "boolean"), ((int, float), "number"), (str, "string"), ((list, tuple), "list"), (dict, "dict"))
+    name = next((name for types, name in kinds if isinstance(value, types)), type(value).__name__)
+    return f"a {name}" if name[0] not in "aeiou" else f"an {name}"
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, kind)
+
+
+def payload_problems(payload: dict[str, Any], parts: Parts) -> list[str]:
+    """Every way ``payload`` does not fit the run ``parts`` (empty: it can be loaded)."""
+    import torch
+
+    problems = [f"'{key}' is missing" if key not in payload else f"'{key}' is {_kind(payload[key])}, not "
+                f"{'a count' if kind is int else _kind(kind())}"
+                for key, kind in _TOP.items() if key not in payload or not _is(payload[key], kind)]
+    if problems:
+        return problems
+    model = payload["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
+        problems.append("'model' is not a state_dict (names to tensors)")
+    optimizer = payload["optimizer"]
+    if not (isinstance(optimizer.get("state"), dict) and isinstance(optimizer.get("param_groups"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in optimizer["param_groups"])):
+        problems.append("'optimizer' is not an optimizer state_dict (state and param_groups)")
+    problems += _state_problems(payload["state"])
+    problems += _scheduler_problems(payload["schedulers"], [s.scheduler.state_dict() for s in parts.schedulers])
+    scaler = parts.precision.scaler
+    if scaler is not None and payload.get("scaler") is not None:
+        problems += _fits(payload["scaler"], scaler.state_dict(), "scaler")
+    problems += _rng_problems(payload["rng"])
+    return problems
+
+
+def _state_problems(saved: dict[str, Any]) -> list[str]:
+    problems = [f"'state.{key}' is {_kind(saved.get(key))}, not {'a count' if kind is int else _kind(kind())}"
+                for key, kind in _STATE.items() if not _is(saved.get(key), kind)]
+    if not all(isinstance(row, dict) for row in saved.get("history", [])):
+        problems.append("'state.history' is not a list of epoch rows")
+    if saved.get("best_value") is not None and not isinstance(saved["best_value"], (int, float)):
+        problems.append(f"'state.best_value' is {_kind(saved['best_value'])}, not a number or null")
+    if saved.get("last_update_lrs") is not None and not isinstance(saved["last_update_lrs"], dict):
+        problems.append(f"'state.last_update_lrs' is {_kind(saved['last_update_lrs'])}, not a dict or null")
+    return problems
+
+
+def _scheduler_problems(saved: list[Any], fresh: list[dict[str, Any]]) -> list[str]:
+    if len(saved) != len(fresh):
+        return [f"'schedulers' holds {len(saved)} scheduler states, this run has {len(fresh)} schedulers"]
+    return [problem for i, (state, own) in enumerate(zip(saved, fresh))
+            for problem in _fits(state, own, f"schedulers[{i}]")]
+
+
+def _fits(saved: Any, fresh: Any, where: str) -> list[str]:
+    """Where ``saved`` does not have the shape of ``fresh`` (the state a freshly built object
+    gives): the same kind of value everywhere, every public key of a dict (private ones,
+    ``_step_count``, differ between torch versions), no public key it lacks. Lists may
+    differ in length (param groups added during the run); null fits anything."""
+    if saved is None or fresh is None:
+        return []
+    if _kind(saved) != _kind(fresh):
+        return [f"'{where}' is {_kind(saved)}, where this run's holds {_kind(fresh)}"]
+    if isinstance(fresh, dict):
+        public = lambda keys: {k for k in keys if not (isinstance(k, str) and k.startswith("_"))}  # noqa: E731
+        missing, extra = sorted(map(str, public(fresh) - set(saved))), sorted(map(str, public(saved) - set(fresh)))
+        if missing or extra:
+            return [f"'{where}' is not this object's state (" + "; ".join(
+                part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                  f"unknown {', '.join(extra)}" if extra else "") if part) + ")"]
+        return [p for key in saved.keys() & fresh.keys() for p in _fits(saved[key], fresh[key], f"{where}.{key}")]
+    if isinstance(fresh, (list, tuple)):
+        return [p for i, (a, b) in enumerate(zip(saved, fresh)) for p in _fits(a, b, f"{where}[{i}]")]
+    return []
+
+
+def _rng_problems(rng: dict[str, Any]) -> list[str]:
+    """The random states, tried on scratch generators: what set_state would refuse."""
+    import torch
+
+    problems = []
+    for key in ("torch", "generator"):
+        try:
+            torch.Generator().set_state(rng[key].cpu())
+        except (KeyError, AttributeError, TypeError, RuntimeError):
+            problems.append(f"'rng.{key}' is not a torch random state")
+    try:
+        random.Random().setstate((rng["python_version"], tuple(rng["python"]), rng["python_gauss"]))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        problems.append("'rng.python' is not a Python random state")
+    if "cuda" in rng and not (isinstance(rng["cuda"], torch.Tensor) and rng["cuda"].dtype == torch.uint8):
+        problems.append("'rng.cuda' is not a CUDA random state")
+    return problems
+
+
+def _load_callback(callback: Any, key: str, saved: Any, path: Path) -> None:
+    """A callback's own state: anything its ``load_state_dict`` refuses names the callback."""
+    try:
+        callback.load_state_dict(saved)
+    except Exception as exc:
+        raise UserInputError(f"--resume: {path}: the state of {key} does not load: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc

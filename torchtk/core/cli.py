@@ -179,18 +179,29 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
 def validate(
     spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
     overrides: Optional[List[str]] = SET_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print {spec, imports, valid} as one JSON object."),
 ) -> None:
     """Validate a spec and print it resolved (canonical names, all params); train nothing.
 
     Runs every check of tk train that needs no data (monitored names are logged, a
-    scheduler that needs a metric steps per epoch); see assembly.check_without_data."""
+    scheduler that needs a metric steps per epoch); see assembly.check_without_data.
+    Imports nothing the spec names: code it would import ({"import": "module:factory"})
+    is looked up and listed, and tk train imports and runs it."""
     from torchtk.core.assembly import check_without_data
+    from torchtk.core.imported import spec_imports
     from torchtk.core.spec import load_resolved
 
     resolved = load_resolved(spec, overrides=overrides)
     check_without_data(resolved)
+    imports = spec_imports(resolved)
+    if as_json:
+        return _print_json({"spec": resolved.spec.model_dump(mode="json"), "imports": imports, "valid": True})
     _print_json(resolved.spec.model_dump(mode="json"))
+    for item in imports:
+        print(f"{item['path']}: tk train will import {item['module']} and call {item['object']} (code this spec "
+              "names runs with your permissions; tk validate did not import it)", file=sys.stderr)
     print(f"{spec}: valid", file=sys.stderr)
+    return None
 
 
 @app.command("schema")

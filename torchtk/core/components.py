@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,33 @@ class Params(BaseModel):
 
 class NoParams(Params):
     """A component that takes no params."""
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """Marks a params field as a path to something the run reads: a data folder, a weights
+    file. Use it as ``Annotated[str, PathParam()]`` (or :data:`InputPath`), also inside
+    ``Optional[...]`` or ``list[...]``.
+
+    A relative path written in a spec file is resolved against the spec file's folder when
+    the spec is validated, one given with ``--set`` or in a dict or ``RunSpec`` against the
+    current directory; the component then gets an absolute path, and ``spec.json`` keeps it
+    (:mod:`torchtk.core.spec.paths`). ``names``: a regular expression for values that are
+    names rather than paths (``"DEFAULT"`` for weights), which are kept as they are; write
+    ``./DEFAULT`` for a file of that name. Paths the run writes (an output folder) are not
+    marked: they stay relative to the current directory.
+    """
+
+    names: str | None = None
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        found = handler(schema)
+        if found.get("type") == "string":
+            found["format"] = "path"
+        return found
+
+
+InputPath = Annotated[str, PathParam()]  # a path the run reads, relative to the spec file
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from torchtk import Params
+from torchtk import InputPath, Params
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (tests check they agree)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -27,9 +27,9 @@ class ImageFolderParams(Params):
     file that fails later names itself.
     """
 
-    root: Optional[str] = Field(None, description="One folder of class folders, split by data.val_split.")
-    train: Optional[str] = Field(None, description="Folder of class folders for training (instead of root).")
-    val: Optional[str] = Field(None, description="Folder of class folders for validation (with train).")
+    root: Optional[InputPath] = Field(None, description="One folder of class folders, split by data.val_split.")
+    train: Optional[InputPath] = Field(None, description="Folder of class folders for training (instead of root).")
+    val: Optional[InputPath] = Field(None, description="Folder of class folders for validation (with train).")
     extensions: list[str] = Field(list(IMAGE_EXTENSIONS), min_length=1,
                                   description="File extensions counted as images (case-insensitive).")
     grayscale: bool = Field(False, description="Load images as one channel (PIL mode L) instead of RGB.")
@@ -57,7 +57,7 @@ class TorchvisionParams(Params):
     by ``data.val_split``. Inputs are float32 ``(C, H, W)`` in [0, 1], targets int64.
     """
 
-    root: str = Field(description="Folder holding the dataset's files (see the error message for the layout).")
+    root: InputPath = Field(description="Folder holding the dataset's files (see the error message for the layout).")
     split: Literal["train+test", "train", "test"] = Field(
         "train+test", description="train+test: train on train, validate on test; or one set, split by val_split.")
     download: bool = Field(False, description="Download the files into root if they are missing (network).")

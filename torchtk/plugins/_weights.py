@@ -25,14 +25,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Mapping
 
+from torchtk import PathParam
 from torchtk.core.errors import UserInputError
 
 WHERE = "model.params.weights"
+# a weights file, relative to the spec file; an upper-case word (DEFAULT, IMAGENET1K_V1) is a weights name
+WeightsPath = Annotated[str, PathParam(names=r"[A-Z0-9_]+")]
 SHOWN_KEYS = 5  # keys listed in an error before "... (N in all)"
 
-__all__ = ["WHERE", "Loaded", "is_weights_name", "read_state_dict", "cached_torchvision_weights", "hub_checkpoints",
+__all__ = ["WHERE", "WeightsPath", "Loaded", "is_weights_name", "read_state_dict", "cached_torchvision_weights", "hub_checkpoints",
            "load_state", "load_weights", "add_report", "describe_keys"]
 
 
@@ -91,8 +94,13 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
         except Exception as exc:
             raise UserInputError(f"{WHERE}: cannot read {str(file)!r} as safetensors: {exc}") from exc
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        obj = torch.load(file, map_location="cpu", weights_only=True)  # never retried with weights_only=False
     except Exception as exc:
+        from torchtk.core.checkpoint import pickled_object
+
+        refused = pickled_object(exc)
+        if refused is not None:
+            raise UserInputError(f"{WHERE}: {str(file)!r} {refused}") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserInputError(f"{WHERE}: cannot read {str(file)!r} with torch.load(weights_only=True): {first}") from exc
     kind = "state_dict"

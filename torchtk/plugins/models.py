@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from torchtk import Component, Params, hookimpl
+from torchtk.plugins._weights import WeightsPath
 
 
 class MLPParams(Params):
@@ -18,7 +19,7 @@ class MLPParams(Params):
     out_features: int = Field(ge=1, description="Size of each output vector (1 for binary logits).")
     activation: Literal["relu", "gelu", "tanh", "silu", "leaky_relu"] = Field("relu", description="Activation between layers.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability after each hidden activation.")
-    weights: str | None = Field(None, min_length=1, description=(
+    weights: WeightsPath | None = Field(None, min_length=1, description=(
         "A weights file to load (state_dict .pt/.pth or a torchtk checkpoint); a last layer of another size is "
         "newly initialised and reported."))
 
@@ -36,7 +37,7 @@ class SimpleCNNParams(Params):
     num_classes: int = Field(10, ge=1, description="Outputs of the last layer (fc2).")
     conv_dropout: float = Field(0.25, ge=0, lt=1, description="Dropout probability after the pooling.")
     fc_dropout: float = Field(0.5, ge=0, lt=1, description="Dropout probability before the last layer.")
-    weights: str | None = Field(None, min_length=1, description=(
+    weights: WeightsPath | None = Field(None, min_length=1, description=(
         "A weights file to load (state_dict .pt/.pth or a torchtk checkpoint); an fc2 of another size is newly "
         "initialised and reported."))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from torchtk import Component, Params, hookimpl
+from torchtk.plugins._weights import WeightsPath
 from torchtk.plugins._vision_catalog import FAMILIES, MODELS, TORCHVISION_VERSION, Entry
 
 AUX_FAMILIES = ("googlenet", "inception")
@@ -59,7 +60,7 @@ class VisionModelParams(Params):
     in_channels: int = Field(3, ge=1, description=(
         "Channels of the input images: 1 for grey, 4 for RGB + another band; the first convolution is adapted "
         "and keeps its pretrained filters."))
-    weights: str | None = Field(None, min_length=1, description=(
+    weights: WeightsPath | None = Field(None, min_length=1, description=(
         "Null (random init), a local weights file path, or a torchvision weights name such as 'IMAGENET1K_V1' "
         "or 'DEFAULT' whose file is already in the torch hub cache (never downloaded)."))
     strict_weights: bool = Field(True, description=(

@@ -14,6 +14,7 @@ The package is split by concern; everything other modules use is importable from
 - :mod:`~torchtk.core.spec.resolve`: the second pass against a registry, :class:`ResolvedSpec`, :func:`load_resolved`
 - :mod:`~torchtk.core.spec.schema`: the JSON Schema of ``tk schema``
 - :mod:`~torchtk.core.spec.fingerprint`: what may change when a run is resumed
+- :mod:`~torchtk.core.spec.paths`: which params are paths, made absolute against the spec file's folder
 """
 
 from torchtk.core.spec.fingerprint import RESUMABLE_CHANGES, spec_defaults, spec_differences, spec_fingerprint
@@ -34,6 +35,7 @@ from torchtk.core.spec.models import (
     TrainerSpec,
 )
 from torchtk.core.spec.overrides import apply_override, blame_overrides
+from torchtk.core.spec.paths import path_settings, same_path
 from torchtk.core.spec.problems import format_loc, problems_from, split_path
 from torchtk.core.spec.resolve import Entry, ResolvedSpec, load_resolved, load_spec, resolve
 from torchtk.core.spec.schema import run_spec_schema
@@ -44,6 +46,6 @@ __all__ = [
     "ComponentRef", "DataSpec", "DuplicateKey", "Entry", "LossTerm", "MetricRef", "ModelRef", "ResolvedSpec",
     "RunSpec", "SchedulerRef", "Slot", "SourceMap", "TrainerSpec",
     "apply_override", "blame_overrides", "bundled_examples", "format_loc", "load_resolved", "load_spec",
-    "problems_from", "read_spec_file", "read_spec_source", "resolve", "run_spec_schema",
+    "path_settings", "problems_from", "read_spec_file", "read_spec_source", "resolve", "run_spec_schema", "same_path",
     "spec_defaults", "spec_differences", "spec_fingerprint", "split_path",
 ]

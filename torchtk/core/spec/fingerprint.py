@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from torchtk.core.spec.models import ComponentRef, RunSpec
+from torchtk.core.spec.paths import same_path
 
 RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
                      ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",),
@@ -67,11 +68,17 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[str, Any] | None = None) -> list[str]:
+def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[str, Any] | None = None,
+                     paths: frozenset[str] = frozenset()) -> list[str]:
     """Spec paths where two fingerprints differ. A setting the saved fingerprint does not
     have (added to torchtk after the checkpoint was written) differs only when its current
-    value is not its default in ``defaults`` (see :func:`spec_defaults`)."""
+    value is not its default in ``defaults`` (see :func:`spec_defaults`). Settings in
+    ``paths`` (see :func:`~torchtk.core.spec.paths.path_settings`) are compared by the
+    file they name (:func:`~torchtk.core.spec.paths.same_path`): relative or absolute,
+    ``data`` or ``./data/``, the same folder is no difference."""
     defaults = defaults or {}
+    if prefix in paths and isinstance(saved, str) and isinstance(current, str):
+        return [] if same_path(saved, current) else [prefix]
     if saved is _MISSING and prefix in defaults and _same(current, defaults[prefix]):
         return []
     if saved is _MISSING and isinstance(current, dict):
@@ -80,11 +87,32 @@ def spec_differences(saved: Any, current: Any, prefix: str = "", defaults: dict[
         found = []
         for key in sorted(saved.keys() | current.keys()):
             path = f"{prefix}.{key}" if prefix else key
-            found += spec_differences(saved.get(key, _MISSING), current.get(key, _MISSING), path, defaults)
+            found += spec_differences(saved.get(key, _MISSING), current.get(key, _MISSING), path, defaults, paths)
         return found
     if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
         return [d for i, (a, b) in enumerate(zip(saved, current))
-                for d in spec_differences(a, b, f"{prefix}[{i}]", defaults)]
+                for d in spec_differences(a, b, f"{prefix}[{i}]", defaults, paths)]
     if saved is _MISSING or current is _MISSING:
         return [prefix or "(root)"]
     return [] if _same(saved, current) else [prefix or "(root)"]
+
+
+def path_notes(saved: Any, differences: list[str], paths: frozenset[str]) -> str:
+    """For differing path settings, the files the run was started with: ``" (the run read
+    data.params.train from /old/data/train)"``, so a moved folder is recognisable."""
+    notes = [f"{path} from {value}" for path in differences if path in paths
+             for value in [_value_at(saved, path)] if isinstance(value, str)]
+    return f" (the run read {', '.join(notes)})" if notes else ""
+
+
+def _value_at(data: Any, path: str) -> Any:
+    from torchtk.core.spec.problems import split_path
+
+    for part in split_path(path):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data

@@ -12,6 +12,7 @@ Schema are all derived from it, so a new slot is added in one place (and as a fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -197,10 +198,16 @@ class TrainerSpec(_Strict):
         return value
 
 
+RUN_NAME = re.compile(r"\w[\w.-]*")  # one folder name: no path separator, no leading "." (".." included) or "-"
+MAX_NAME_BYTES = 200  # with "-YYYYMMDD-HHMMSS-NN" still under the 255 bytes of a file name
+
+
 class RunSpec(_Strict):
     """A whole training run."""
 
-    name: str = Field("run", pattern=r"^[\w.-]+$", description="Run name, used in the run directory's name.")
+    name: str = Field("run", json_schema_extra={"pattern": r"^\w[\w.-]*$"},
+                      description="Run name, used in the run directory's name: letters, digits, _, . and -, "
+                                  "starting with a letter, digit or _.")
     description: str = Field("", description="What this run is for (shown by tk examples).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for initialisation, splitting and shuffling.")
     model: ModelRef
@@ -216,6 +223,18 @@ class RunSpec(_Strict):
     metrics: list[MetricRef] = Field(default_factory=list, description="Validation metrics, logged as val_<name> "
                                                                       "(and train_<name> with train: true).")
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _one_folder_name(cls, value: str) -> str:
+        """The name becomes ``<output_dir>/<name>-<timestamp>``: one folder name, never a path
+        (no ``/``, no ``..``, not absolute, not hidden) and short enough for any file system."""
+        if not RUN_NAME.fullmatch(value):
+            raise ValueError("a run name is one folder name: letters, digits, _, . and -, starting with a "
+                             "letter, digit or _ (no /, no leading . or -)")
+        if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"a run name is at most {MAX_NAME_BYTES} bytes (UTF-8); it names a folder")
+        return value
 
     @model_validator(mode="before")
     @classmethod

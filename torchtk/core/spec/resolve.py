@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +26,7 @@ from torchtk.core.errors import SpecError, TorchtkError
 from torchtk.core.spec.loading import read_spec_source
 from torchtk.core.spec.models import ONE_OR_MANY, SLOT_BY_FIELD, ComponentRef, ModelRef, RunSpec
 from torchtk.core.spec.overrides import apply_override, blame_overrides
+from torchtk.core.spec.paths import absolute_entries
 from torchtk.core.spec.problems import UNKNOWN_KEY, problems_from, split_path
 from torchtk.core.spec.sourcemap import Position, SourceMap
 
@@ -69,12 +71,16 @@ class ResolvedSpec:
         return [entry for entry in self.entries if entry.field == field]
 
 
-def resolve(spec: RunSpec, registry: Registry | None = None, label: str = "spec") -> ResolvedSpec:
+def resolve(spec: RunSpec, registry: Registry | None = None, label: str = "spec", relative_to: Path | None = None,
+            typed: Sequence[tuple[Any, ...]] = ()) -> ResolvedSpec:
     """Second pass: resolve every name to one component and validate its params.
 
     The spec is completed in place: names become canonical (aliases resolved) and
     ``params`` become the full validated params, defaults included, so the saved
-    ``spec.json`` is explicit. Pass a copy to keep the original.
+    ``spec.json`` is explicit. Pass a copy to keep the original. Relative paths in
+    params marked as paths become absolute (:mod:`torchtk.core.spec.paths`): against
+    ``relative_to`` (a spec file's folder; default the current directory), and against
+    the current directory under the ``typed`` locations (the ``--set`` ones).
     """
     if registry is None:
         from torchtk.core.registry import get_registry
@@ -90,14 +96,16 @@ def resolve(spec: RunSpec, registry: Registry | None = None, label: str = "spec"
             entries.append(entry)
     if problems:
         raise SpecError(problems, label)
-    return ResolvedSpec(spec, registry, tuple(entries))
+    return ResolvedSpec(spec, registry, tuple(absolute_entries(entries, registry, relative_to, typed)))
 
 
 def _resolve_ref(registry: Registry, path: str, kind: str, ref: ComponentRef) -> tuple[Entry | None, list[tuple[str, str]]]:
     from torchtk.core.registry import SCOPE_SEPARATOR  # already imported: a registry exists
 
-    if isinstance(ref, ModelRef) and ref.import_ is not None:
-        problems = _check_factory(ref)
+    if isinstance(ref, ModelRef) and ref.import_ is not None:  # looked up, never imported (torchtk.core.imported)
+        from torchtk.core.imported import check_reference
+
+        problems = check_reference(f"{path}.import", ref.import_)
         return (None if problems else Entry(path, kind, ref, None, None)), problems
     try:
         component = registry.resolve(kind, ref.name)
@@ -113,27 +121,6 @@ def _resolve_ref(registry: Registry, path: str, kind: str, ref: ComponentRef) ->
     return Entry(path, kind, ref, component, params), []
 
 
-def _check_factory(ref: ModelRef) -> list[tuple[str, str]]:
-    """An imported model factory must import and accept the given params."""
-    import inspect
-
-    from torchtk.core.components import load_object
-
-    try:
-        factory = load_object(ref.import_)
-    except (ImportError, AttributeError) as exc:
-        return [("model.import", f"cannot import {ref.import_!r}: {type(exc).__name__}: {exc}")]
-    if not callable(factory):
-        return [("model.import", f"{ref.import_!r} is not callable")]
-    try:
-        inspect.signature(factory).bind(**ref.params)
-    except TypeError as exc:
-        return [("model.params", f"{ref.import_} does not accept these params: {exc}")]
-    except ValueError:  # no signature (builtins): let the call decide
-        pass
-    return []
-
-
 # -- from a source to a resolved spec ---------------------------------------------------------
 
 
@@ -141,12 +128,13 @@ def load_resolved(source: Any, overrides: list[str] | None = None, registry: Reg
     """Read, override and fully validate a spec: a path, a bundled example, a dict or a RunSpec."""
     data, label, where = _raw_data(source)
     override_paths = [apply_override(data, item) for item in overrides or ()]
+    folder = None if isinstance(source, (dict, RunSpec)) else Path(label).absolute().parent  # of the spec file
     try:
         try:
             spec = RunSpec.model_validate(data)
         except ValidationError as exc:
             raise SpecError(problems_from(exc, (), RunSpec), label) from None
-        return resolve(spec, registry, label)
+        return resolve(spec, registry, label, relative_to=folder, typed=override_paths)
     except SpecError as exc:
         located = SpecError(exc.problems, exc.source, [_position(where, path, message, override_paths)
                                                        for path, message in exc.problems])

@@ -1,6 +1,10 @@
 """Write the fine-tuning example's images: two small tasks of rendered shapes as PNG files.
 
-    python examples/finetune/make_images.py [OUT_DIR]     (default: finetune-data)
+    python examples/finetune/make_images.py [OUT_DIR]     (default: finetune-data next to this file)
+
+The specs name ``finetune-data/...``, which is relative to the spec files' folder, so the
+default puts the images where ``stage1.json`` and ``stage2.json`` find them from any
+working directory.
 
 Task A (stage 1, 3 classes): circle, square, triangle.
 Task B (stage 2, 5 classes): ring, cross, diamond, hbar, vbar -- other shapes, the same
@@ -87,6 +91,6 @@ def write(out: Path, seed: int = 0) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "finetune-data")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "finetune-data"
     for task, count in write(target).items():
         print(f"{target / task}: {count} images in {len(TASKS[task])} classes")
