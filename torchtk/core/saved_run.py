@@ -113,7 +113,7 @@ class SavedRun:
     def read_checkpoint(self, checkpoint: str | Path = "best", device: Any = "cpu") -> dict[str, Any]:
         """The checkpoint's payload (``weights_only=True``), checked to come from this run's spec."""
         from torchtk.core.checkpoint import READABLE_VERSIONS
-        from torchtk.core.spec import spec_defaults, spec_differences, spec_fingerprint
+        from torchtk.core.spec import path_settings, spec_defaults, spec_differences, spec_fingerprint
 
         path = self.checkpoint_path(checkpoint)
         payload = _load_weights_only(path, device)
@@ -123,7 +123,7 @@ class SavedRun:
                                  f"version and model weights in it)")
         resolved = self.resolved()
         differences = spec_differences(payload.get("spec"), spec_fingerprint(resolved.spec),
-                                       defaults=spec_defaults(resolved))
+                                       defaults=spec_defaults(resolved), paths=path_settings(resolved))
         if differences:
             shown = ", ".join(differences[:5]) + (f", ... ({len(differences)} in all)" if len(differences) > 5 else "")
             raise UserInputError(f"--checkpoint {checkpoint}: {path} was written by a run of another spec than "
