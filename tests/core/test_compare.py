@@ -177,3 +177,12 @@ def test_param_groups_share_a_line_style_and_a_wide_lr_range_gets_a_log_axis(tmp
     assert metric.get_title() == "val_f1"
     rows = dict(comparison.result_rows())
     assert rows["best val_f1"] == ["0.8889 (epoch 8)", "0.8765 (epoch 8)"]  # 1 - 1/9, 1 - 1/8.1
+
+
+def test_long_values_are_cut_in_the_table_and_whole_in_json():
+    from torchtk.core.compare import SHOWN_CHARS, Comparison
+
+    long_value = {"name": "feature_extract", "params": {"train": ["a" * 50], "bn": "eval"}}
+    comparison = Comparison(runs=[], differences=[("freeze[0]", [long_value, "x"])])
+    (path, cells), = comparison.difference_rows()
+    assert path == "freeze[0]" and len(cells[0]) == SHOWN_CHARS and cells[0].endswith("...") and cells[1] == "x"

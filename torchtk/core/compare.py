@@ -124,7 +124,8 @@ class Comparison:
         return rows
 
     def difference_rows(self) -> list[tuple[str, list[str]]]:
-        return [(path, [_shown(v) for v in values]) for path, values in self.differences]
+        """The differing values as table cells, each cut to ``SHOWN_CHARS`` (``--json`` has them whole)."""
+        return [(path, [_cut(_shown(v)) for v in values]) for path, values in self.differences]
 
     def to_json(self) -> dict[str, Any]:
         labels = [r.label for r in self.runs]
@@ -146,6 +147,13 @@ class Comparison:
         except OSError as exc:
             raise UserInputError(f"--out {path}: cannot write the plot there: {exc.strerror or exc}") from None
         return path
+
+
+SHOWN_CHARS = 60  # a whole freeze policy as JSON is hundreds of characters: the table shows its start
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 def _shown(value: Any) -> str:
