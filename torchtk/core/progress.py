@@ -31,13 +31,19 @@ def is_closed_stream(exc: BaseException) -> bool:
 def discard_stdout() -> None:
     """Point the process's stdout at the null device, so later writes, and Python's flush at
     exit, succeed silently after the reader of a pipe has gone."""
+    discard_stream(sys.stdout)
+
+
+def discard_stream(stream: Any) -> None:
+    """Point the file descriptor under ``stream`` (stdout, stderr) at the null device, so
+    what its buffer still holds and every later write go nowhere, and none fails."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, stream.fileno())
         finally:
             os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no real stdout (captured, replaced): nothing to redirect
+    except (OSError, ValueError, AttributeError):  # no real stream (captured, replaced): nothing to redirect
         pass
 
 
