@@ -85,16 +85,92 @@ class Record:
         time.sleep(self.params.sleep)
 
 
+class EpochParams(Params):
+    """Act at the end of one epoch."""
+    epoch: int = Field(2, description="The epoch.")
+    path: str = Field("", description="fill_disk: a file to grow until the disk is full.")
+
+
+class Poison:
+    """Set the first parameter to inf after the epoch's last update (the loss was finite)."""
+    def __init__(self, params):
+        self.params = params
+
+    @hookimpl
+    def on_epoch_end(self, state):
+        if state.epoch == self.params.epoch:
+            next(state.model.parameters()).data.fill_(float("inf"))
+
+
+class FillDisk:
+    """Fill the file system that holds path, as a long run's other writers would."""
+    def __init__(self, params):
+        self.params = params
+
+    @hookimpl
+    def on_epoch_end(self, state):
+        if state.epoch == self.params.epoch:
+            with open(self.params.path, "wb") as handle:
+                try:
+                    while True:
+                        handle.write(b"x" * 4096)
+                        handle.flush()
+                except OSError:
+                    pass
+
+
+class NanRingsParams(Params):
+    """Rings, with nan inputs in every every-th sample."""
+    n: int = Field(400, description="Samples.")
+    every: int = Field(97, description="Every how many samples one is nan.")
+
+
+def flaky_model(fail_after: int = 20):
+    """A linear model whose forward raises after fail_after training batches."""
+    import torch
+
+    class Flaky(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 1)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += self.training
+            if self.calls > fail_after:
+                raise RuntimeError("flaky forward")
+            return self.linear(x)
+
+    return Flaky()
+
+
 @hookimpl
 def register_components(register):
     register(Component("callback", "explode", "Raises in a hook.", params=ExplodeParams))
     register(Component("callback", "signal_at", "Signals its own process.", params=SignalParams))
     register(Component("callback", "record_exception", "Records on_exception.", params=RecordParams))
+    register(Component("callback", "poison", "Makes the weights inf.", params=EpochParams))
+    register(Component("callback", "fill_disk", "Fills the disk.", params=EpochParams))
+    register(Component("dataset", "nan_rings", "Rings with nan inputs.", params=NanRingsParams))
 
 
 @hookimpl
 def make_callback(name, params):
-    return {"explode": Explode, "signal_at": SignalAt, "record_exception": Record}[name](params)
+    return {"explode": Explode, "signal_at": SignalAt, "record_exception": Record, "poison": Poison,
+            "fill_disk": FillDisk}[name](params)
+
+
+@hookimpl
+def make_dataset(name, params):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    generator = torch.Generator().manual_seed(0)
+    radius = torch.where(torch.arange(params.n) % 2 == 0, 5.0, 8.0) + torch.randn(params.n, generator=generator)
+    angle = 6.2832 * torch.rand(params.n, generator=generator)
+    x = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
+    x[::params.every] = float("nan")
+    return TensorDataset(x, (torch.arange(params.n) % 2 == 0).float().unsqueeze(1))
 '''
 
 

@@ -7,6 +7,7 @@ code 1) print one message without a traceback; ``--debug`` shows it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
@@ -28,7 +29,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_options = {"debug": False}
+_options = {"debug": False, "trained": False}
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output.")
 SET_OPTION = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
@@ -239,6 +240,7 @@ def train(
     except KeyboardInterrupt:
         raise RunInterrupted(BUILD_INTERRUPTED) from None
     result = run_training(spec, overrides=overrides, resume=resume, progress=reporter)
+    _options["trained"] = True  # an interrupt from now on comes after a complete run
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
     if result.fast_dev_run:
@@ -430,15 +432,24 @@ def main(argv: list[str] | None = None) -> None:
     moment: the handlers are installed before anything else is imported
     (:func:`torchtk.core.errors.interrupt_signals`); a second signal exits at once.
     """
+    program = argv is None  # the console script itself (tests pass argv and keep their process)
     with interrupt_signals(signal.SIGINT, signal.SIGTERM):
-        argv = list(sys.argv[1:] if argv is None else argv)
-        warnings.showwarning = _show_warning
-        from torchtk.core.plugins import PluginWarning
-
-        warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
-        _options["debug"] = "--debug" in argv
-        code = _run(argv)
+        code = _run(list(sys.argv[1:] if program else argv))
+        if program and code == 130:
+            _exit_now(code)
     sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Leave after an interrupt, with the handlers still installed: a signal whose
+    ``KeyboardInterrupt`` a C extension swallowed would otherwise make Python end the
+    process by SIGINT (exit -2) after it printed its message."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 def _run(argv: list[str]) -> int:
@@ -446,14 +457,26 @@ def _run(argv: list[str]) -> int:
     signal is exit code 130 however it surfaced: as a ``KeyboardInterrupt``, as an error it
     caused (a half-imported module), or not at all (its ``KeyboardInterrupt`` was lost)."""
     try:
+        warnings.showwarning = _show_warning
+        from torchtk.core.plugins import PluginWarning
+
+        warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
+        _options["debug"], _options["trained"] = "--debug" in argv, False
         code = _dispatch(argv)
     except KeyboardInterrupt:  # the first signal, arriving while an error was being reported
         code = 130
-        _print_err("interrupted")
+        _print_err(_interrupted(argv))
     if code == 0 and interrupted():
-        _print_err("interrupted")
+        _print_err(_interrupted(argv))
         code = 130
     return code
+
+
+def _interrupted(argv: list[str]) -> str:
+    """What an interrupt outside the engine's own handling means: for ``tk train`` before
+    its run returned, that nothing was written (the engine had not created the run)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    return f"error: {BUILD_INTERRUPTED}" if command == "train" and not _options.get("trained") else "interrupted"
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -461,7 +484,7 @@ def _dispatch(argv: list[str]) -> int:
         returned = app(args=argv, prog_name="tk", standalone_mode=False)
         code = returned if isinstance(returned, int) else 0  # the parser returns 130 after Ctrl-C
         if code == 130:
-            _print_err("interrupted")
+            _print_err(_interrupted(argv))
         return code
     except typer.Exit as exc:
         return exc.exit_code
@@ -472,12 +495,12 @@ def _dispatch(argv: list[str]) -> int:
         if _options["debug"]:
             traceback.print_exc()
         if interrupted() and exc.exit_code != 130:  # an error the signal caused, not the user's input
-            _print_err("interrupted")
+            _print_err(_interrupted(argv))
             return 130
         _print_err(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        _print_err("interrupted")
+        _print_err(_interrupted(argv))
         return 130
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # the parser's usage errors
@@ -486,7 +509,7 @@ def _dispatch(argv: list[str]) -> int:
         if _options["debug"]:
             raise
         if interrupted():
-            _print_err("interrupted")
+            _print_err(_interrupted(argv))
             return 130
         # a bug: say so briefly, --debug for the traceback
         _print_err(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")

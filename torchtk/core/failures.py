@@ -31,6 +31,8 @@ def describe(parts: Parts, exc: BaseException) -> str:
                 "end the run")
     if isinstance(exc, OSError) and exc.filename is not None and found is None:  # a write torchtk made itself
         return f"cannot write {exc.filename}: {exc.strerror}"
+    if found is None:
+        return f"{type(exc).__name__}: {exc}"
     return f"{where}raised {type(exc).__name__}{hook}: {exc}"
 
 
