@@ -103,18 +103,19 @@ class Poison:
 
 
 class FillDisk:
-    """Fill the file system that holds path, as a long run's other writers would."""
+    """Fill the file system that holds path, as a long run's other writers would; once
+    (path + ".done" marks it), so a resumed run finds the room that was made."""
     def __init__(self, params):
         self.params = params
 
     @hookimpl
     def on_epoch_end(self, state):
-        if state.epoch == self.params.epoch:
-            with open(self.params.path, "wb") as handle:
+        if state.epoch == self.params.epoch and not os.path.exists(self.params.path + ".done"):
+            open(self.params.path + ".done", "w").close()
+            with open(self.params.path, "wb", buffering=0) as handle:
                 try:
                     while True:
                         handle.write(b"x" * 4096)
-                        handle.flush()
                 except OSError:
                     pass
 
