@@ -24,8 +24,9 @@ from typing import Any, Callable
 
 
 def is_closed_stream(exc: BaseException) -> bool:
-    """Whether ``exc`` says the reader of our output has gone (a broken pipe)."""
-    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+    """Whether ``exc`` says the reader of our output has gone: a broken pipe, or EIO from a
+    terminal that was closed."""
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EIO))
 
 
 def discard_stdout() -> None:
@@ -45,6 +46,41 @@ def discard_stream(stream: Any) -> None:
             os.close(devnull)
     except (OSError, ValueError, AttributeError):  # no real stream (captured, replaced): nothing to redirect
         pass
+
+
+class ClosableStream:
+    """A text stream whose reader may go: the first write or flush that finds it gone
+    points its descriptor at the null device, and every later one (from any thread: rich's
+    refresh thread writes too) does nothing. rich's own answer to a broken pipe is
+    ``SystemExit(1)``, which would end the run; it never sees one through this."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except OSError as exc:
+                self._went(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                self._went(exc)
+
+    def _went(self, exc: OSError) -> None:
+        if not is_closed_stream(exc):
+            raise exc
+        self.gone = True
+        discard_stream(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _silent_when_closed(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -242,6 +278,8 @@ class RichReporter(Reporter):
         from rich.console import Console
 
         self.console = console or Console(highlight=False)
+        if not isinstance(self.console.file, ClosableStream):
+            self.console.file = ClosableStream(self.console.file)
         self.clock = clock
         self.progress_bar: Any = None
         self.pace: Pace | None = None
