@@ -82,9 +82,11 @@ def test_nan_guard_skipping_every_update_of_an_epoch_stops_the_run_clearly(tk, s
 
 
 def test_non_finite_names_the_tensors_and_never_calls_large_finite_weights_broken():
-    state = {"big": torch.full((1000,), 3e38), "half": torch.full((4,), 60000.0, dtype=torch.float16),
-             "steps": torch.tensor(7), "ok": torch.ones(3, dtype=torch.bfloat16)}
-    assert non_finite(state) == []  # a sum of squares would overflow on "big" and "half"
+    state = {"big": torch.full((1000,), 3e38), "half": torch.full((4,), -60000.0, dtype=torch.float16),
+             "steps": torch.tensor(7), "ok": torch.ones(3, dtype=torch.bfloat16),
+             "huge": torch.tensor([1e300, -1e300], dtype=torch.float64), "empty": torch.zeros(0)}
+    assert non_finite(state) == []  # a sum or a norm would overflow on "big" and "half", a float32 cast on "huge"
     state["nan"] = torch.tensor([1.0, math.nan])
     state["inf"] = torch.tensor([-math.inf], dtype=torch.float64)
-    assert non_finite(state) == ["nan", "inf"]
+    state["half_inf"] = torch.tensor([math.inf], dtype=torch.float16)
+    assert non_finite(state) == ["nan", "inf", "half_inf"]
