@@ -426,11 +426,12 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``tk`` console script; exits with 0, 1, 2 or 130 (see DESIGN.md).
+    """Run the ``tk`` command line on ``argv``; exits with 0, 1, 2 or 130 (see DESIGN.md).
 
-    Ctrl-C and SIGTERM end tk alike (exit code 130, checkpoints kept) from the first
-    moment: the handlers are installed before anything else is imported
-    (:func:`torchtk.core.errors.interrupt_signals`); a second signal exits at once.
+    Ctrl-C and SIGTERM end tk alike (exit code 130, checkpoints kept), through
+    :func:`torchtk.core.errors.interrupt_signals`; a second signal exits at once. The
+    console script, :func:`torchtk.core.errors.console_main`, installs the handlers
+    before even this module is imported, so they hold from Python's start-up on.
     """
     program = argv is None  # the console script itself (tests pass argv and keep their process)
     with interrupt_signals(signal.SIGINT, signal.SIGTERM):

@@ -141,3 +141,16 @@ def sigterm_as_interrupt() -> Any:
     checkpoint: what ``torchtk.train`` installs for its run. ``tk`` installs the same
     handler for SIGINT and SIGTERM when it starts (:func:`interrupt_signals`)."""
     return interrupt_signals(signal.SIGTERM)
+
+
+def console_main() -> None:
+    """The ``tk`` console script (and ``python -m torchtk``): the signal handlers are
+    installed before the command line parser, torch or any plugin is imported, so that a
+    signal at any moment after Python started is an interrupt (exit code 130)."""
+    with interrupt_signals(signal.SIGINT, signal.SIGTERM):
+        try:
+            from torchtk.core.cli import main
+        except KeyboardInterrupt:
+            os.write(2, b"interrupted\n")
+            os._exit(130)
+        main()
