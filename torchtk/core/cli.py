@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from torchtk.core.errors import (BUILD_INTERRUPTED, RunInterrupted, TorchtkError, UserInputError, interrupt_signals,
-                                 interrupted)
+                                 interrupted, interrupted_message)
 
 app = typer.Typer(
     name="tk",
@@ -474,10 +474,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _interrupted(argv: list[str]) -> str:
-    """What an interrupt outside the engine's own handling means: for ``tk train`` before
-    its run returned, that nothing was written (the engine had not created the run)."""
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
-    return f"error: {BUILD_INTERRUPTED}" if command == "train" and not _options.get("trained") else "interrupted"
+    return interrupted_message(argv, _options["trained"])
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -151,6 +152,16 @@ def console_main() -> None:
         try:
             from torchtk.core.cli import main
         except KeyboardInterrupt:
-            os.write(2, b"interrupted\n")
+            try:
+                os.write(2, (interrupted_message(sys.argv[1:]) + "\n").encode())
+            except OSError:
+                pass
             os._exit(130)
         main()
+
+
+def interrupted_message(argv: list[str], trained: bool = False) -> str:
+    """What tk says to an interrupt it met outside a run: for ``tk train`` before its run
+    returned (``trained``), that nothing was written, since the engine had not started it."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    return f"error: {BUILD_INTERRUPTED}" if command == "train" and not trained else "interrupted"
