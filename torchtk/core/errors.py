@@ -125,8 +125,6 @@ def interrupt_signals(*signums: int) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    if _Signals.depth == 0:
-        _Signals.received = 0
     previous = {signum: signal.signal(signum, _on_signal) for signum in signums}
     _Signals.depth += 1
     try:
@@ -135,6 +133,8 @@ def interrupt_signals(*signums: int) -> Iterator[None]:
         _Signals.depth -= 1
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if _Signals.depth == 0:  # what this installation saw is over (the next run starts afresh)
+            _Signals.received = 0
 
 
 def sigterm_as_interrupt() -> Any:
