@@ -42,7 +42,7 @@ def component_label(parts: Parts, path: str) -> str:
     resolved = parts.resolved
     try:
         entry = resolved.entry(path) if resolved is not None else None
-    except (KeyError, LookupError, ValueError):
+    except KeyError:
         entry = None
     if entry is None:
         return path
