@@ -3,9 +3,9 @@
 epoch ``metrics.json`` names as the best, and no temporary file is left.
 
 The runs are forked from a server that imported torch once (``fork_server.py``), so the
-24 kills and 24 resumes cost 20 s of CPU (96 s of wall time on this project's shared
-2-core machine at load 10); each child runs what the ``tk`` console script runs and is
-killed like it.
+24 kills and 24 resumes take 31-47 s on this project's shared 2-core machine at load 3-5
+(96 s at load 10); each child runs what the ``tk`` console script runs and is killed
+like it.
 """
 
 from __future__ import annotations
