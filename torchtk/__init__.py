@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from torchtk.core.components import Component, InputPath, NoParams, Params, PathParam
-from torchtk.core.errors import TorchtkError
-from torchtk.core.hookspecs import hookimpl
-from torchtk.core.state import Precision, RunInfo, Splits, TrainState
-
 if TYPE_CHECKING:
+    from torchtk.core.components import Component, InputPath, NoParams, Params, PathParam
+    from torchtk.core.errors import TorchtkError
+    from torchtk.core.hookspecs import hookimpl
     from torchtk.core.registry import Registry
+    from torchtk.core.state import Precision, RunInfo, Splits, TrainState
 
     registry: Registry  # built on first access, by __getattr__ below
+    __version__: str
 
 __all__ = [
     "Component", "InputPath", "NoParams", "Params", "PathParam", "Precision", "RunInfo", "Splits", "TrainState",
     "TorchtkError", "evaluate", "export", "hookimpl", "load_run", "load_spec", "predict", "registry", "train",
 ]
+
+# The public names, imported on first use (PEP 562): ``import torchtk`` itself imports
+# nothing, so ``tk`` installs its signal handlers before pydantic and pluggy load.
+_LAZY = {"Component": "components", "NoParams": "components", "Params": "components", "PathParam": "components",
+         "InputPath": "components",
+         "TorchtkError": "errors", "hookimpl": "hookspecs", "Precision": "state", "RunInfo": "state",
+         "Splits": "state", "TrainState": "state"}
 
 
 def _version() -> str:
@@ -33,9 +40,6 @@ def _version() -> str:
         return metadata.version("torchtk")
     except metadata.PackageNotFoundError:  # a source tree that was never installed
         return "0+unknown"
-
-
-__version__ = _version()
 
 
 def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> Any:
@@ -91,8 +95,21 @@ def export(run_dir: Any, format: Any, **options: Any) -> list[Any]:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"torchtk.core.{_LAZY[name]}"), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
     if name == "registry":
         from torchtk.core.registry import get_registry
 
         return get_registry()
     raise AttributeError(f"module 'torchtk' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | {"__version__"})

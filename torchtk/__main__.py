@@ -1,4 +1,4 @@
-from torchtk.core.cli import main
+from torchtk.core.errors import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

@@ -61,7 +61,7 @@ PROBE_SAMPLES = 4
 
 @contextmanager
 def input_errors(prefix: str) -> Iterator[None]:
-    """Turn an exception raised while building a run into a ``UserInputError``."""
+    """Turn an exception raised while building a run (``SystemExit`` too) into a ``UserInputError``."""
     try:
         yield
     except UserInputError:
@@ -69,6 +69,8 @@ def input_errors(prefix: str) -> Iterator[None]:
     except Exception as exc:
         detail = str(exc) if isinstance(exc, TorchtkError) else f"{type(exc).__name__}: {exc}"
         raise UserInputError(f"{prefix}: {detail}") from exc
+    except SystemExit as exc:  # user code that calls sys.exit() must not end tk as a success
+        raise UserInputError(f"{prefix}: it called sys.exit({exc.code!r})") from exc
 
 
 def unique_keys(names: list[str]) -> list[str]:

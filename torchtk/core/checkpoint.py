@@ -16,7 +16,8 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchtk.core.errors import UserInputError
+from torchtk.core.errors import RunFailed, UserInputError
+from torchtk.core.outputs import remove_temporaries
 from torchtk.core.spec import path_settings, spec_defaults, spec_differences, spec_fingerprint
 from torchtk.core.spec.fingerprint import path_notes
 
@@ -96,6 +97,7 @@ class CheckpointService:
         """
         payload = payload if payload is not None else self.payload()
         validated = payload.pop("validated_model", None)
+        self.refuse_non_finite(payload["model"], validated, names)  # on every process, before any is written
         written = []
         if self.placement.is_main:
             for name in names:
@@ -113,6 +115,46 @@ class CheckpointService:
         spec = self.source if self.source is not None else str(self.run_dir.path / "spec.json")
         return (f"Last good checkpoint: {self.directory / 'last.pt'}; continue with: "
                 f"tk train {shlex.quote(spec)} --resume {shlex.quote(str(self.run_dir.path))}")
+
+    # -- what a checkpoint may hold, and repairs after a crash ---------------------------
+
+    def refuse_non_finite(self, model: dict[str, Any], validated: dict[str, Any] | None,
+                          names: tuple[str, ...]) -> None:
+        """Never write weights that hold nan or inf (the previous files stay, and stay good).
+
+        With validation a non-finite model shows as a nan ``val_loss`` first; without it
+        (``val_split: 0``, a ``train_*`` monitor) the training loss can still be finite
+        in the epoch whose last update broke the weights, so the weights are checked here.
+        """
+        broken = non_finite(model) + (non_finite(validated) if validated is not None else [])
+        if not broken:
+            return
+        shown = ", ".join(dict.fromkeys(broken[:5])) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        files = " and ".join(names)
+        raise RunFailed(f"the model's weights became nan or inf in epoch {self.state.epoch} ({shown}); {files} "
+                        f"{'was' if len(names) == 1 else 'were'} not written over. " + self.last_good())
+
+    def after_resume(self) -> None:
+        """Repair what a kill (SIGKILL, power loss) can leave behind, once a resumed run has
+        restored its state and started its callbacks (``on_fit_start``: ``ema`` then has the
+        average that ``best.pt`` holds).
+
+        The engine writes ``last.pt`` and then ``best.pt``: a kill between the two leaves a
+        ``best.pt`` of an older epoch while the restored state names the epoch of
+        ``last.pt`` as the best; it is written again now, from the restored state, which is
+        the one that epoch ended with. Temporary files of writes that never finished are
+        removed (only torchtk's own names: ``.<file>.<12 hex digits>.tmp``).
+        """
+        best_epoch = self.state.best_row.get("epoch")
+        stale = (self.placement.is_main and best_epoch is not None and best_epoch == self.state.epoch
+                 and _epoch_of(self.directory / "best.pt") != best_epoch)
+        if self.placement.is_main:
+            for directory in (self.run_dir.path, self.directory):
+                remove_temporaries(directory)
+        if self.placement.agree(stale):  # every process takes part in the save (its barrier)
+            self.run_dir.log(f"resume: best.pt did not hold epoch {best_epoch}, the best one (a run killed between "
+                             "writing last.pt and best.pt); written again from the restored state")
+            self.save("best.pt")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -185,6 +227,39 @@ class CheckpointService:
             parts.precision.scaler.load_state_dict(payload["scaler"])
         restore_rng(payload["rng"], parts.generator, parts.device)
         return payload["epoch"] + 1
+
+
+def non_finite(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``state`` that hold nan or inf.
+
+    Each tensor's smallest and largest value (``torch.aminmax``: nan propagates, -inf
+    shows in the minimum, +inf in the maximum, and unlike a sum or a norm nothing can
+    overflow for finite weights), stacked, then one host read; called once per
+    checkpoint, never per step. 11 ms for resnet18's 11.7M numbers on one CPU thread
+    (``torch._foreach_norm`` with ``ord=inf`` takes 120 ms there).
+    """
+    import torch
+
+    named = [(name, value.detach()) for name, value in state.items()
+             if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel()]
+    if not named:
+        return []
+    device = named[0][1].device  # the flags of each tensor in its own dtype, gathered on one device
+    finite = torch.stack([torch.stack(torch.aminmax(value)).isfinite().all().to(device) for _, value in named])
+    if bool(finite.all()):
+        return []
+    return [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+
+
+def _epoch_of(path: Path) -> int | None:
+    """The epoch a checkpoint holds, reading no tensor (``mmap``); ``None`` if it has none."""
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return payload.get("epoch") if isinstance(payload, dict) else None
+    except Exception:  # missing, truncated, not a checkpoint: it holds no epoch
+        return None
 
 
 def _from_format_1(payload: dict[str, Any], callback_keys: list[str], monitor: str) -> dict[str, Any]:

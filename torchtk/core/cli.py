@@ -7,6 +7,8 @@ code 1) print one message without a traceback; ``--debug`` shows it.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import traceback
 import warnings
@@ -14,7 +16,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from torchtk.core.errors import TorchtkError, UserInputError, sigterm_as_interrupt
+from torchtk.core.errors import (BUILD_INTERRUPTED, RunInterrupted, TorchtkError, UserInputError, interrupt_signals,
+                                 interrupted, interrupted_message)
 
 app = typer.Typer(
     name="tk",
@@ -26,7 +29,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_options = {"debug": False}
+_options = {"debug": False, "trained": False}
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output.")
 SET_OPTION = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
@@ -198,9 +201,9 @@ def validate(
         return _print_json({"spec": resolved.spec.model_dump(mode="json"), "imports": imports, "valid": True})
     _print_json(resolved.spec.model_dump(mode="json"))
     for item in imports:
-        print(f"{item['path']}: tk train will import {item['module']} and call {item['object']} (code this spec "
-              "names runs with your permissions; tk validate did not import it)", file=sys.stderr)
-    print(f"{spec}: valid", file=sys.stderr)
+        _print_err(f"{item['path']}: tk train will import {item['module']} and call {item['object']} (code this spec "
+                   "names runs with your permissions; tk validate did not import it)")
+    _print_err(f"{spec}: valid")
     return None
 
 
@@ -240,11 +243,15 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress output)."),
 ) -> None:
     """Train a spec; outputs go to <output_dir>/<name>-<timestamp>/."""
-    from torchtk.core.engine import train as run_training
-    from torchtk.core.progress_choice import choose_reporter
+    try:  # importing torch and the engine: a signal now is one during the build
+        from torchtk.core.engine import train as run_training
+        from torchtk.core.progress_choice import choose_reporter
 
-    reporter = choose_reporter(False if as_json else "auto", otherwise="plain")  # a pipe or log gets plain lines
+        reporter = choose_reporter(False if as_json else "auto", otherwise="plain")  # a pipe or log: plain lines
+    except KeyboardInterrupt:
+        raise RunInterrupted(BUILD_INTERRUPTED) from None
     result = run_training(spec, overrides=overrides, resume=resume, progress=reporter)
+    _options["trained"] = True  # an interrupt from now on comes after a complete run
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
     if result.fast_dev_run:
@@ -449,7 +456,7 @@ def runs(
     if as_json:
         return _print_json([r.to_json() for r in records])
     if not records:
-        print(f"no run under {output_dir} matches --filter {pattern!r}", file=sys.stderr)
+        _print_err(f"no run under {output_dir} matches --filter {pattern!r}")
         return None
     table = Table("run", "name", "start", "status", "epochs", "best", "duration", box=None)
     for row in table_rows(records, output_dir):
@@ -626,47 +633,98 @@ def export(
     return None
 
 
+def _print_err(text: str) -> None:
+    """Print a line to stderr; a reader that has gone (``2>&1 | head``) is no failure."""
+    from torchtk.core.progress import discard_stream, is_closed_stream
+
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError as exc:
+        if not is_closed_stream(exc):
+            raise
+        discard_stream(sys.stderr)
+    except (AttributeError, ValueError):  # no stderr at all (closed at start, or replaced)
+        pass
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    _print_err(f"warning: {message}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``tk`` console script; exits with 0, 1, 2 or 130 (see DESIGN.md).
+    """Run the ``tk`` command line on ``argv``; exits with 0, 1, 2 or 130 (see DESIGN.md).
 
-    SIGTERM ends tk like Ctrl-C (exit code 130, checkpoints kept) from the first moment,
-    through the one handler torchtk has (:func:`torchtk.core.errors.sigterm_as_interrupt`).
+    Ctrl-C and SIGTERM end tk alike (exit code 130, checkpoints kept), through
+    :func:`torchtk.core.errors.interrupt_signals`; a second signal exits at once. The
+    console script, :func:`torchtk.core.errors.console_main`, installs the handlers
+    before even this module is imported, so they hold from Python's start-up on.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    warnings.showwarning = _show_warning
-    from torchtk.core.plugins import PluginWarning
-
-    warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
-    _options["debug"] = "--debug" in argv
-    with sigterm_as_interrupt():
-        code = _run(argv)
+    program = argv is None  # the console script itself (tests pass argv and keep their process)
+    with interrupt_signals(signal.SIGINT, signal.SIGTERM):
+        code = _run(list(sys.argv[1:] if program else argv))
+        if program and code == 130:
+            _exit_now(code)
     sys.exit(code)
 
 
+def _exit_now(code: int) -> None:
+    """Leave after an interrupt, with the handlers still installed: a signal whose
+    ``KeyboardInterrupt`` a C extension swallowed would otherwise make Python end the
+    process by SIGINT (exit -2) after it printed its message."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
+
+
 def _run(argv: list[str]) -> int:
-    """Run one command; returns its exit code, having printed any error in one message."""
+    """Run one command; returns its exit code, having printed any error in one message. A
+    signal is exit code 130 however it surfaced: as a ``KeyboardInterrupt``, as an error it
+    caused (a half-imported module), or not at all (its ``KeyboardInterrupt`` was lost)."""
+    try:
+        warnings.showwarning = _show_warning
+        from torchtk.core.plugins import PluginWarning
+
+        warnings.simplefilter("default", PluginWarning)  # a broken plugin never takes the CLI down
+        _options["debug"], _options["trained"] = "--debug" in argv, False
+        code = _dispatch(argv)
+    except KeyboardInterrupt:  # the first signal, arriving while an error was being reported
+        code = 130
+        _print_err(_interrupted(argv))
+    if code == 0 and interrupted():
+        _print_err(_interrupted(argv))
+        code = 130
+    return code
+
+
+def _interrupted(argv: list[str]) -> str:
+    return interrupted_message(argv, _options["trained"])
+
+
+def _dispatch(argv: list[str]) -> int:
     try:
         returned = app(args=argv, prog_name="tk", standalone_mode=False)
         code = returned if isinstance(returned, int) else 0  # the parser returns 130 after Ctrl-C
         if code == 130:
-            print("interrupted", file=sys.stderr)
+            _print_err(_interrupted(argv))
         return code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        print("aborted", file=sys.stderr)
+        _print_err("aborted")
         return 130
     except TorchtkError as exc:
         if _options["debug"]:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        if interrupted() and exc.exit_code != 130:  # an error the signal caused, not the user's input
+            _print_err(_interrupted(argv))
+            return 130
+        _print_err(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _print_err(_interrupted(argv))
         return 130
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # the parser's usage errors
@@ -674,8 +732,11 @@ def _run(argv: list[str]) -> int:
             return exc.exit_code
         if _options["debug"]:
             raise
+        if interrupted():
+            _print_err(_interrupted(argv))
+            return 130
         # a bug: say so briefly, --debug for the traceback
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        _print_err(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         return 1
 
 

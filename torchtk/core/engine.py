@@ -24,7 +24,8 @@ from torchtk.core.assembly import Parts, build_parts
 from torchtk.core.checkpoint import CheckpointService
 from torchtk.core.data import batch_limits
 from torchtk.core.distributed import Placement, placement_for
-from torchtk.core.errors import RunFailed, RunInterrupted, TorchtkError, UserInputError, sigterm_as_interrupt
+from torchtk.core.errors import (BUILD_INTERRUPTED, RunFailed, RunInterrupted, TorchtkError, UserInputError,
+                                 interrupted, raise_if_interrupted, sigterm_as_interrupt)
 from torchtk.core.loop import evaluate, train_epoch
 from torchtk.core.outputs import RunDir, new_run_dir
 from torchtk.core.progress import Reporter
@@ -75,6 +76,7 @@ class Run:
         self.spec, self.reporter = resolved.spec, reporter
         self.placement = placement or placement_for(self.spec.trainer.device)
         self.parts: Parts = build_parts(resolved, self.placement)
+        raise_if_interrupted()  # a signal whose KeyboardInterrupt a C extension swallowed: before any file exists
         parts = self.parts
         self.stepper = Stepper(parts, self.placement)
         trainer = self.spec.trainer
@@ -120,11 +122,16 @@ class Run:
             return self.result()
         if hooks.on_fit_start:
             hooks.on_fit_start(state)
+        if start_epoch > 1:  # what a kill left behind: a stale best.pt, temporary files, stale metrics.json
+            self.checkpoints.after_resume()
+            if self.placement.is_main and state.history:
+                self.write_summary(state.history[-1])
         try:
             for epoch in range(start_epoch, info.epochs + 1):
                 self.end_epoch(self.run_epoch(epoch))
                 if state.should_stop:
                     break
+            raise_if_interrupted()
             if hooks.on_fit_end:
                 hooks.on_fit_end(state)
             if state.should_stop and state.history:
@@ -139,6 +146,7 @@ class Run:
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, validate, step the per-epoch schedulers; returns the epoch's row."""
         parts, state, hooks = self.parts, self.state, self.parts.hooks
+        raise_if_interrupted()  # once per epoch: a signal whose KeyboardInterrupt was lost stops the run here
         state.epoch = epoch
         if state.epoch_values:
             state.epoch_values.clear()
@@ -207,14 +215,7 @@ class Run:
             state.best_value, state.best_row = value, row
         self.checkpoints.save(*(("last.pt", "best.pt") if improved else ("last.pt",)))
         if self.placement.is_main:
-            self.run_dir.write_history(state.history)
-            summary = {"monitor": trainer.monitor, "mode": trainer.mode, "best": state.best_row, "last": row,
-                       "epochs_run": len(state.history)}
-            if self.parts.classes is not None:
-                summary["classes"] = self.parts.classes
-            if state.summary_extras:  # what callbacks list there (the checkpoint policy's files)
-                summary.update(state.summary_extras)
-            self.run_dir.write_metrics(summary)
+            self.write_summary(row)
             if improved:  # metrics that write files (confusion_matrix.png) do so for the best epoch
                 for metric in self.parts.metrics.values():
                     if callable(getattr(metric, "write_best", None)):
@@ -225,6 +226,18 @@ class Run:
             for note in state.epoch_notes:
                 self._log(note)
             state.epoch_notes.clear()
+
+    def write_summary(self, row: dict[str, float]) -> None:
+        """``history.csv`` and ``metrics.json`` as the state stands after ``row``'s epoch."""
+        trainer, state = self.spec.trainer, self.state
+        self.run_dir.write_history(state.history)
+        summary = {"monitor": trainer.monitor, "mode": trainer.mode, "best": state.best_row, "last": row,
+                   "epochs_run": len(state.history)}
+        if self.parts.classes is not None:
+            summary["classes"] = self.parts.classes
+        if state.summary_extras:  # what callbacks list there (the checkpoint policy's files)
+            summary.update(state.summary_extras)
+        self.run_dir.write_metrics(summary)
 
     def result(self) -> RunResult:
         history = self.state.history
@@ -237,25 +250,38 @@ class Run:
                          kept=kept)
 
     def fail(self, exc: BaseException) -> NoReturn:
-        """End the run on ``exc``: tell the callbacks, log it, raise what the user sees."""
+        """End the run on ``exc``: tell the callbacks, log it, raise what the user sees.
+
+        A signal is an interruption (exit 130) however it surfaced; a ``TorchtkError`` is
+        shown as it is; anything else, ``SystemExit`` included (a plugin calling
+        ``sys.exit`` does not end a run cleanly), fails the run (exit 1) naming the
+        component that raised it (:mod:`torchtk.core.failures`).
+        """
         on_exception = self.parts.hooks.on_exception
         if on_exception is not None:
             try:
                 on_exception(self.state, exc)
             except Exception as hook_error:  # never hides the original error
-                self.run_dir.log(f"on_exception failed: {type(hook_error).__name__}: {hook_error}")
-        if isinstance(exc, KeyboardInterrupt):
+                self._log_quietly(f"on_exception failed: {type(hook_error).__name__}: {hook_error}")
+        if isinstance(exc, KeyboardInterrupt) or interrupted():
             message = "interrupted. " + self.checkpoints.last_good()
-            self.run_dir.log(message)
+            self._log_quietly(message)
             raise RunInterrupted(message) from None
         if isinstance(exc, TorchtkError):
-            self.run_dir.log(f"failed: {exc}")
+            self._log_quietly(f"failed: {exc}")
             raise exc
-        if not isinstance(exc, Exception):
-            raise exc
-        self.run_dir.log(f"failed: {type(exc).__name__}: {exc}")
-        raise RunFailed(f"the run failed in epoch {self.state.epoch}: {type(exc).__name__}: {exc}. "
-                        + self.checkpoints.last_good()) from exc
+        from torchtk.core.failures import describe
+
+        what = describe(self.parts, exc)
+        self._log_quietly(f"failed in epoch {self.state.epoch}: {what}")
+        raise RunFailed(f"the run failed in epoch {self.state.epoch}: {what}. " + self.checkpoints.last_good()) from exc
+
+    def _log_quietly(self, text: str) -> None:
+        """A ``train.log`` line while a run fails: a full disk must not hide the error."""
+        try:
+            self.run_dir.log(text)
+        except OSError:
+            pass
 
 
 def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto",
@@ -273,27 +299,8 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
     With ``resume``, continue the run in that directory from ``checkpoints/last.pt``;
     the spec must be the one that run was started with.
     """
-    from torchtk.core.progress_choice import choose_reporter, without_bar
-
-    reporter = choose_reporter(reporter if reporter is not None else progress)
-    registry = registry or get_registry()
-    if isinstance(spec, RunSpec) and not overrides:
-        resolved = resolve(spec.model_copy(deep=True), registry)
-    else:
-        resolved = load_resolved(spec, overrides=overrides, registry=registry)
-    reporter = without_bar(reporter, resolved.spec.trainer.progress)
-    resume_dir = Path(resume) if resume is not None else None
-    if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
-        raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
-    if resolved.spec.trainer.fast_dev_run and resume_dir is not None:
-        raise UserInputError("trainer.fast_dev_run: a dev run does not resume a run; drop --resume or set it to false")
     with sigterm_as_interrupt():
-        try:
-            run = Run(resolved, registry, reporter, resume_dir)
-        except KeyboardInterrupt:
-            raise RunInterrupted("interrupted while building the run; nothing was written") from None
-        # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
-        run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides else None
+        run, resume_dir = _build_run(spec, registry, progress, reporter, resume, overrides)
         try:
             start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
             return run.fit(start)
@@ -303,3 +310,34 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
             run.run_dir.close()
             if run.scratch is not None:  # a fast_dev_run's temporary run directory: nothing is kept
                 shutil.rmtree(run.scratch, ignore_errors=True)
+
+
+def _build_run(spec: Any, registry: Registry | None, progress: Any, reporter: Reporter | None,
+               resume: str | Path | None, overrides: list[str] | None) -> tuple[Run, Path | None]:
+    """Resolve the spec and build the :class:`Run` (see :func:`train`). A signal during it
+    (``import torch`` happens here) is an interruption, however it surfaced: as a
+    ``KeyboardInterrupt`` or as an error it caused (a module left half-imported)."""
+    from torchtk.core.progress_choice import choose_reporter, without_bar
+
+    try:
+        reporter = choose_reporter(reporter if reporter is not None else progress)
+        registry = registry or get_registry()
+        if isinstance(spec, RunSpec) and not overrides:
+            resolved = resolve(spec.model_copy(deep=True), registry)
+        else:
+            resolved = load_resolved(spec, overrides=overrides, registry=registry)
+        reporter = without_bar(reporter, resolved.spec.trainer.progress)
+        resume_dir = Path(resume) if resume is not None else None
+        if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
+            raise UserInputError(f"--resume {resume_dir}: no checkpoints/last.pt there to resume from")
+        if resolved.spec.trainer.fast_dev_run and resume_dir is not None:
+            raise UserInputError("trainer.fast_dev_run: a dev run does not resume a run; drop --resume or set it "
+                                 "to false")
+        run = Run(resolved, registry, reporter, resume_dir)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or (interrupted() and not isinstance(exc, RunInterrupted)):
+            raise RunInterrupted(BUILD_INTERRUPTED) from None
+        raise
+    # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
+    run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides else None
+    return run, resume_dir

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -79,20 +81,87 @@ class RunInterrupted(TorchtkError):
     exit_code = 130
 
 
+BUILD_INTERRUPTED = "interrupted while building the run; nothing was written"
+
+
+class _Signals:
+    """What torchtk's signal handler has seen since the outermost ``interrupt_signals``."""
+
+    received = 0  # signals since the handlers were installed
+    depth = 0  # nested installations (tk, then torchtk.train inside it)
+
+
+def interrupted() -> bool:
+    """Whether SIGINT or SIGTERM arrived while torchtk's handler was installed. The
+    ``KeyboardInterrupt`` it raised can be lost (C code that clears errors, such as
+    torch's NumPy initialisation during ``import torch``), so the run checks this too."""
+    return _Signals.received > 0
+
+
+def raise_if_interrupted() -> None:
+    """Raise the ``KeyboardInterrupt`` of a signal whose own one was lost (see :func:`interrupted`)."""
+    if _Signals.received:
+        raise KeyboardInterrupt
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _Signals.received += 1
+    if _Signals.received == 1:
+        raise KeyboardInterrupt
+    # a second signal while the first is handled: leave now, without a traceback; every
+    # file torchtk writes is atomic, so the last good checkpoint is kept
+    try:
+        os.write(2, b"interrupted again: exiting now\n")
+    except OSError:
+        pass
+    os._exit(130)
+
+
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C (a ``KeyboardInterrupt``), so both keep the last good
-    checkpoint. The one SIGTERM handler of torchtk: ``tk`` installs it for the whole
-    command, ``torchtk.train`` for the run; outside the main thread it does nothing."""
+def interrupt_signals(*signums: int) -> Iterator[None]:
+    """Turn ``signums`` (SIGINT, SIGTERM) into a ``KeyboardInterrupt`` at the first signal,
+    remembered by :func:`interrupted`, and into exit code 130 at once at the second.
+    Nested use keeps the outer installation; outside the main thread it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, _on_signal) for signum in signums}
+    _Signals.depth += 1
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _Signals.depth -= 1
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if _Signals.depth == 0:  # what this installation saw is over (the next run starts afresh)
+            _Signals.received = 0
+
+
+def sigterm_as_interrupt() -> Any:
+    """Treat SIGTERM like Ctrl-C (a ``KeyboardInterrupt``), so both keep the last good
+    checkpoint: what ``torchtk.train`` installs for its run. ``tk`` installs the same
+    handler for SIGINT and SIGTERM when it starts (:func:`interrupt_signals`)."""
+    return interrupt_signals(signal.SIGTERM)
+
+
+def console_main() -> None:
+    """The ``tk`` console script (and ``python -m torchtk``): the signal handlers are
+    installed before the command line parser, torch or any plugin is imported, so that a
+    signal at any moment after Python started is an interrupt (exit code 130)."""
+    with interrupt_signals(signal.SIGINT, signal.SIGTERM):
+        try:
+            from torchtk.core.cli import main
+        except KeyboardInterrupt:
+            try:
+                os.write(2, (interrupted_message(sys.argv[1:]) + "\n").encode())
+            except OSError:
+                pass
+            os._exit(130)
+        main()
+
+
+def interrupted_message(argv: list[str], trained: bool = False) -> str:
+    """What tk says to an interrupt it met outside a run: for ``tk train`` before its run
+    returned (``trained``), that nothing was written, since the engine had not started it."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    return f"error: {BUILD_INTERRUPTED}" if command == "train" and not trained else "interrupted"

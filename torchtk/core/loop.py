@@ -10,6 +10,7 @@ pass (and the live loss once per ``trainer.log_every_n_steps`` batches).
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 from torchtk.core.assembly import metric_values
@@ -53,7 +54,7 @@ class LossMeter:
             count = torch.tensor([samples], device=sums.device, dtype=sums.dtype)
             placement.all_reduce(sums)
             samples = placement.all_reduce(count).item()
-        values = [value / samples for value in sums.tolist()]
+        values = [value / samples if samples else math.nan for value in sums.tolist()]  # nan_guard skipped all
         row = {f"{prefix}_loss": values[0]}
         for name, value in zip(self.names, values[1:]):
             row[f"{prefix}_loss/{name}"] = value

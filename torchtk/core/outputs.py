@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ from typing import Any, BinaryIO, Iterator
 from torchtk.core.errors import UserInputError
 
 _TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")  # what _create_temporary names its files
 
 
 def _create_temporary(path: Path) -> tuple[Path, BinaryIO]:
@@ -39,6 +43,43 @@ def _create_temporary(path: Path) -> tuple[Path, BinaryIO]:
     raise FileExistsError(f"no unused temporary name next to {path}")
 
 
+def remove_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files that writes killed before their rename left in
+    ``directory`` (only names :func:`atomic_writer` gives); returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if _TEMPORARY_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+class _CheckedWrites:
+    """The temporary file as ``atomic_writer`` hands it out: it remembers the first error a
+    ``write`` raised, since ``torch.save`` mostly reports a failed write as its own
+    ``RuntimeError`` (``[enforce fail at inline_container.cc] unexpected pos 704 vs 598``),
+    which says nothing of the full disk behind it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Write ``path`` atomically through a binary file object: readers see the old file
@@ -47,25 +88,43 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     The data goes to a temporary file in the same directory (so the rename cannot cross
     file systems), which is flushed, fsynced and renamed over ``path`` when the block
     ends, and the directory is fsynced to make the rename durable. If the block raises
-    (``KeyboardInterrupt`` included), the temporary file is removed and ``path`` is left
-    as it was.
+    (``KeyboardInterrupt`` included), or any write failed (a full disk), the temporary
+    file is removed, ``path`` is left as it was, and the error is an ``OSError`` naming
+    ``path`` (``[Errno 28] No space left on device: '.../last.pt'``).
 
         with atomic_writer(run / "checkpoints" / "last.pt") as handle:
             torch.save(payload, handle)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, handle = _create_temporary(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, handle = _create_temporary(path)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
+    checked = _CheckedWrites(handle)
     try:
         with handle:
-            yield handle
+            yield checked  # type: ignore[misc]
+            if checked.error is not None:
+                raise checked.error
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # an unwritable directory may refuse this too
+            tmp.unlink(missing_ok=True)
+        error = checked.error or (exc if isinstance(exc, OSError) else None)
+        if error is not None and isinstance(exc, Exception):  # not a KeyboardInterrupt
+            raise _naming(error, path) from exc
         raise
     _fsync_directory(path.parent)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` naming ``path`` (not its temporary file), as the same ``OSError`` subclass."""
+    if error.errno is None or error.filename == str(path):
+        return error
+    return OSError(error.errno, error.strerror, str(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -124,7 +183,8 @@ class RunDir:
         self._log.flush()
 
     def close(self) -> None:
-        self._log.close()
+        with contextlib.suppress(OSError):  # a full disk: what could not be flushed is lost, the error was told
+            self._log.close()
 
     def write_spec(self, spec_json: dict[str, Any]) -> None:
         atomic_write_text(self.path / "spec.json", json.dumps(spec_json, indent=2) + "\n")

@@ -159,7 +159,7 @@ class PluginHost:
         try:
             plugin = entry_point.load() if entry_point is not None else importlib.import_module(target)
             self.register(plugin, name, info)
-        except Exception as exc:  # a broken plugin never takes the host down
+        except (Exception, SystemExit) as exc:  # a broken plugin (sys.exit too) never takes the host down
             self.mark_broken(name, exc)
 
     def register(self, plugin: Any, name: str, info: PluginInfo | None = None) -> None:

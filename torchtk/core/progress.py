@@ -24,21 +24,63 @@ from typing import Any, Callable
 
 
 def is_closed_stream(exc: BaseException) -> bool:
-    """Whether ``exc`` says the reader of our output has gone (a broken pipe)."""
-    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+    """Whether ``exc`` says the reader of our output has gone: a broken pipe, or EIO from a
+    terminal that was closed."""
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EIO))
 
 
 def discard_stdout() -> None:
     """Point the process's stdout at the null device, so later writes, and Python's flush at
     exit, succeed silently after the reader of a pipe has gone."""
+    discard_stream(sys.stdout)
+
+
+def discard_stream(stream: Any) -> None:
+    """Point the file descriptor under ``stream`` (stdout, stderr) at the null device, so
+    what its buffer still holds and every later write go nowhere, and none fails."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, stream.fileno())
         finally:
             os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no real stdout (captured, replaced): nothing to redirect
+    except (OSError, ValueError, AttributeError):  # no real stream (captured, replaced): nothing to redirect
         pass
+
+
+class ClosableStream:
+    """A text stream whose reader may go: the first write or flush that finds it gone
+    points its descriptor at the null device, and every later one (from any thread: rich's
+    refresh thread writes too) does nothing. rich's own answer to a broken pipe is
+    ``SystemExit(1)``, which would end the run; it never sees one through this."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except OSError as exc:
+                self._went(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                self._went(exc)
+
+    def _went(self, exc: OSError) -> None:
+        if not is_closed_stream(exc):
+            raise exc
+        self.gone = True
+        discard_stream(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _silent_when_closed(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -236,6 +278,8 @@ class RichReporter(Reporter):
         from rich.console import Console
 
         self.console = console or Console(highlight=False)
+        if not isinstance(self.console.file, ClosableStream):
+            self.console.file = ClosableStream(self.console.file)
         self.clock = clock
         self.progress_bar: Any = None
         self.pace: Pace | None = None

@@ -100,7 +100,7 @@ class Registry:
 
             try:
                 register_components(register)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.host.mark_broken(plugin_name, exc)
                 continue
             for component in declared:
