@@ -103,7 +103,8 @@ def test_every_status_of_a_folder_of_runs(tk, every_status):
         "rings-small": "finished", "rings-stopped": "stopped early", "rings-failed": "failed",
         "rings-interrupted": "interrupted", "rings-running": "running", "rings-killed": "killed",
         "rings-elsewhere": "unknown"}
-    assert listed["rings-failed"]["message"] == "failed: RuntimeError: boom"
+    assert listed["rings-failed"]["message"] == ("failed in epoch 2: callbacks[0] 'boom' (plugin test_boom) raised "
+                                                  "RuntimeError in on_epoch_end: boom")
     assert listed["rings-failed"]["epochs_run"] == 1  # epoch 2 raised before it was recorded
     assert listed["rings-interrupted"]["message"].startswith("interrupted. ")
     metrics = json.loads((finished / "metrics.json").read_text())

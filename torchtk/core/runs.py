@@ -6,7 +6,7 @@ Only the files a run writes are read (``train.log``, ``spec.json``, ``metrics.js
 How a run ended is the last line of its last session in ``train.log`` (a session is a
 ``start:`` line and what follows it; ``--resume`` appends one): ``done`` (finished, or
 stopped early when ``stopped early at epoch N`` came before it), ``interrupted. ...``
-or ``failed: ...``. A session with none of these is still running, or its process was
+or ``failed: ...`` / ``failed in epoch N: ...``. A session with none of these is still running, or its process was
 killed (SIGKILL, out of memory, power loss) and will never write one: the ``start:``
 line names the process (``pid 4242 on host gpu-1``), and on that host a process that is
 gone, a zombie, or a newer process that reuses the id, makes the run ``killed``. A run
@@ -97,7 +97,7 @@ def sessions(text: str) -> list[Session]:
             session.outcome, session.message = "stopped early", message
         elif message.startswith("interrupted."):
             session.outcome, session.message = "interrupted", message
-        elif message.startswith("failed: "):
+        elif message.startswith(("failed: ", "failed in epoch ")):  # the engine's two failure lines
             session.outcome, session.message = "failed", message
     return found
 
