@@ -3,9 +3,12 @@ architecture page names every core module that exists (and none that does not)."
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +19,9 @@ CONTRIBUTING = (ROOT / "CONTRIBUTING.md").read_text()
 SAFE_COMMANDS = [
     line.split("$ ", 1)[1].split("  #")[0].strip()
     for line in README.splitlines()
-    if line.strip().startswith("$ tk ") and not re.search(r"\btk (train|schema|runs|compare)\b", line)
-]  # tk runs and tk compare need run directories: test_readme_after_training_output_is_real makes them
+    if line.strip().startswith("$ tk ") and not re.search(r"\btk (train|schema|runs|compare|evaluate|predict|export)\b",
+                                                          line)
+]  # the After-training commands need run directories: test_readme_after_training_output_is_real makes them
 
 
 def test_readme_shows_both_setup_commands_and_ci_runs_the_test_one():
@@ -50,10 +54,15 @@ def test_contributing_names_the_real_hooks():
         assert hook in CONTRIBUTING, hook
 
 
+RUN_NAME = re.compile(r"\b(finetune-stage\d)-\d{8}-\d{6}(-\d+)?")
+README_CWD = "/home/you/torchtk"  # the README's stand-in for the folder the commands run in
+
+
 def _tokens(line: str) -> list[str]:
     """A line of tk output with what differs between two real runs of it (run directory
-    names, dates, times, durations) replaced by placeholders."""
-    line = re.sub(r"rings-\d{8}-\d{6}(-\d+)?", "RUN", line)
+    names, dates, times, durations, the working directory) replaced by placeholders."""
+    line = RUN_NAME.sub(r"\1-RUN", line)
+    line = re.sub(r"eval-\d{8}-\d{6}", "eval-TIME", line)
     line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "TIME", line)
     line = re.sub(r"\b\d+:\d\d:\d\d\b", "DURATION", line)
     return re.findall(r"[^\s()]+", line)
@@ -73,24 +82,57 @@ def _same_output(shown: list[str], real: list[str]) -> None:
                 assert a == b, (shown_line, real_line)
 
 
+class RunNames:
+    """The README's run directory names -> this test's, by order of appearance per kind
+    (the README's first stage-2 run is the one ``make finetune`` made, the next one the
+    run its ``tk train`` line makes)."""
+
+    def __init__(self, runs: Path) -> None:
+        self.runs, self.known = runs, {}
+
+    def __call__(self, match: re.Match) -> str:
+        shown = match.group(0)
+        if shown not in self.known:
+            taken = set(self.known.values())
+            made = sorted(p.name for p in self.runs.glob(f"{match.group(1)}-*") if p.name not in taken)
+            assert made, f"the README names {shown}, but no new {match.group(1)} run exists"
+            self.known[shown] = made[0]
+        return self.known[shown]
+
+
+def _make_finetune(tk: Any, root: Path) -> None:
+    """What ``make finetune`` does, in ``root``: the example's specs and images, stage 1, stage 2."""
+    example = root / "examples" / "finetune"
+    example.mkdir(parents=True)
+    for name in ("stage1.json", "stage2.json", "make_images.py"):
+        shutil.copy(ROOT / "torchtk" / "examples" / "finetune" / name, example / name)
+    spec = importlib.util.spec_from_file_location("make_images", example / "make_images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write(example / "finetune-data")
+    stage1 = tk("train", "examples/finetune/stage1.json", "--json")
+    assert stage1.exit_code == 0, stage1.stderr
+    weights = f"model.params.weights={stage1.json()['run_dir']}/checkpoints/best.pt"
+    assert tk("train", "examples/finetune/stage2.json", "--set", weights).exit_code == 0
+
+
 def test_readme_after_training_output_is_real(tk, tmp_path, monkeypatch):
-    """The "After training" tour: its two tk train commands run, then tk runs and tk
-    compare print what the README shows (on these runs' own directory names)."""
+    """The "After training" tour, run on a fresh copy of the fine-tuning example: every
+    command runs, and each prints what the README shows."""
     section = README.split("### After training", 1)[1].split("\n### ", 1)[0]
-    block = [line[4:] for line in section.splitlines() if line.startswith("    ")]
+    block = [line[4:] for line in section.splitlines() if line.startswith("    ") or not line.strip()]
     commands = [i for i, line in enumerate(block) if line.startswith("$ tk ")]
+    assert len(commands) >= 7, "the tour shows evaluate, predict, export, train, runs and compare"
     monkeypatch.chdir(tmp_path)
-    run_dirs: list[str] = []
+    _make_finetune(tk, tmp_path)
+    names = RunNames(tmp_path / "runs")
     for index, end in zip(commands, commands[1:] + [len(block)]):
-        args = shlex.split(block[index][2:])[1:]
-        if args[0] == "train":
-            assert tk(*args).exit_code == 0, block[index]
+        command = RUN_NAME.sub(names, block[index][2:])
+        result = tk(*shlex.split(command)[1:])
+        assert result.exit_code == 0, (command, result.stderr)
+        if command.startswith("tk train"):
             continue
-        if args[0] == "compare":
-            run_dirs = [str(p) for p in sorted(Path("runs/lr").iterdir())]
-            args = ["compare", *run_dirs]
-        result = tk(*args)
-        assert result.exit_code == 0, (block[index], result.stderr)
         shown = [line for line in block[index + 1:end] if line.strip()]
-        _same_output(shown, [line for line in result.stdout.splitlines() if line.strip()])
-    assert len(run_dirs) == 2 and (tmp_path / "compare.png").is_file()
+        real = (result.stdout + result.stderr).replace(str(tmp_path), README_CWD)
+        _same_output(shown, [line for line in real.splitlines() if line.strip()])
+    assert (tmp_path / "compare.png").is_file() and (tmp_path / "predictions.csv").is_file()
