@@ -111,7 +111,7 @@ def test_a_model_factory_that_returns_no_module_is_exit_2_naming_model(tk, small
 
 
 @pytest.mark.parametrize(("reference", "expected"), [
-    ("sys:exit", "error: model: building model 'sys:exit' failed: SystemExit"),
+    ("sys:exit", "error: model: building model 'sys:exit' failed: it called sys.exit(None)"),
     ("os:path", "error: model.import: 'os:path' is module, not callable"),
     ("json:nothing_here", "error: model.import: cannot import 'json:nothing_here': AttributeError"),
 ])

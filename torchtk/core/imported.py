@@ -98,8 +98,10 @@ def build_model(reference: str, params: dict[str, Any]) -> Any:
         return factory(**params)
     except UserInputError:
         raise
-    except (Exception, SystemExit) as exc:
+    except Exception as exc:
         raise UserInputError(f"model: building model {reference!r} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # as assembly.input_errors says it: tk must not end as a success
+        raise UserInputError(f"model: building model {reference!r} failed: it called sys.exit({exc.code!r})") from exc
 
 
 def check_module(model: Any, what: str) -> Any:
