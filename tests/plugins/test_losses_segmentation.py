@@ -343,14 +343,16 @@ def test_multiclass_index_targets_without_one_hot_pass_gradcheck(name, regions):
         assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
 
 
-@pytest.mark.parametrize("name", ["dice", "iou"])
-def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name):
-    """float32 binary with the defaults is one autograd node with closed-form derivatives;
-    against the float64 general path (soft targets, so the target's gradient counts too)."""
+@pytest.mark.parametrize("name,options", [("dice", {}), ("iou", {}), ("dice_bce", {}),
+                                          ("dice_bce", {"bce_weight": 0.3, "dice_weight": 1.7})])
+def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name, options):
+    """float32 binary with the defaults is one autograd node with closed-form derivatives
+    (dice_bce: its BCE term too); against the float64 general path (soft targets, so the
+    target's gradient counts too)."""
     g = torch.Generator().manual_seed(14)
     logits = (torch.randn(4, 1, 8, 8, generator=g) * 3).requires_grad_(True)
     target = torch.rand(4, 1, 8, 8, generator=g).requires_grad_(True)
-    loss = create(name, smooth=0.5)
+    loss = create(name, smooth=0.5, **options)
     value = loss(logits, target)
     grads = torch.autograd.grad(value * 2.5, (logits, target))
     x64, t64 = logits.detach().double().requires_grad_(True), target.detach().double().requires_grad_(True)

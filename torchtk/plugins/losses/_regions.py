@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchtk.plugins.losses._inputs import LossInputError, class_indices, same_shape, shape_text
+from torchtk.plugins.losses._logistic import bce_terms, binary_cross_entropy_with_logits, fast_here
 
 
 def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -105,28 +106,53 @@ class SigmoidSums(torch.autograd.Function):
         return grad_x, grad_target
 
 
+def host_scalars(*values: torch.Tensor) -> tuple:
+    """0-dim CPU tensors as Python floats (reading them costs no device sync there), so
+    the score's scalar arithmetic is a few float operations instead of a dozen dispatched
+    tensor ops; on other devices the tensors stay where they are."""
+    if values[0].device.type == "cpu":
+        return tuple(value.item() for value in values)
+    return values
+
+
 class BinaryRegionLoss(torch.autograd.Function):
-    """The binary fast path in one autograd node: ``1 - S(I, P, T)`` of ``p = sigmoid(x)``
-    over 1-D ``x`` and ``t``, with the score's partial derivatives in closed form
-    (``score_grads`` of the loss), so no scalar op of the formula records a node."""
+    """The binary fast path in one autograd node: ``dice_weight * (1 - S(I, P, T))`` of
+    ``p = sigmoid(x)`` over 1-D ``x`` and ``t``, with the score's partial derivatives in
+    closed form (``score_grads`` of the loss), so no scalar op of the formula records a
+    node; ``bce_weight > 0`` adds that times the mean BCE with logits (``dice_bce``), whose
+    gradient ``(p - t) / n`` shares the same sigmoid."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor, loss: "RegionLoss") -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor, loss: "RegionLoss",
+                dice_weight: float = 1.0, bce_weight: float = 0.0) -> torch.Tensor:
         prob = torch.sigmoid(x)
-        inter, pred, true = torch.dot(prob, target), prob.sum(), target.sum()
+        inter, pred, true = host_scalars(torch.dot(prob, target), prob.sum(), target.sum())
         score, d_inter, d_pred, d_true = loss.score_grads(inter, pred, true)
-        ctx.save_for_backward(prob, target, d_inter, d_pred, d_true)
-        return 1 - score
+        value = dice_weight * (1 - score)
+        ctx.bce = bce_weight / max(x.numel(), 1) if bce_weight else 0.0
+        if ctx.bce:
+            total = (bce_terms(x, target).sum() if fast_here(x)
+                     else F.binary_cross_entropy_with_logits(x, target, reduction="sum"))
+            value = value + ctx.bce * total
+        ctx.save_for_backward(x, prob, target)
+        ctx.d_inter, ctx.d_pred, ctx.d_true = -dice_weight * d_inter, -dice_weight * d_pred, -dice_weight * d_true
+        return torch.as_tensor(value, dtype=x.dtype) if isinstance(value, float) else value
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        prob, target, d_inter, d_pred, d_true = ctx.saved_tensors
+        x, prob, target = ctx.saved_tensors
+        (g,) = host_scalars(grad)
         grad_x = grad_target = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.sigmoid_backward((target * (-grad * d_inter)).add_(-grad * d_pred), prob)
+            grad_x = torch.mul(target, g * ctx.d_inter).add_(g * ctx.d_pred)
+            grad_x = torch.ops.aten.sigmoid_backward.grad_input(grad_x, prob, grad_input=grad_x)
+            if ctx.bce:
+                grad_x = grad_x.add_(torch.sub(prob, target).mul_(g * ctx.bce))
         if ctx.needs_input_grad[1]:
-            grad_target = (prob * (-grad * d_inter)).add_(-grad * d_true)
-        return grad_x, grad_target, None
+            grad_target = torch.mul(prob, g * ctx.d_inter).add_(g * ctx.d_true)
+            if ctx.bce:
+                grad_target = grad_target.sub_(x * (g * ctx.bce))
+        return grad_x, grad_target, None, None, None
 
 
 class IndexSums(torch.autograd.Function):
@@ -422,9 +448,13 @@ class RegionLoss(nn.Module):
             return SigmoidSums.apply(output.reshape(-1), target.reshape(-1))
         return RegionSums.apply(output.reshape(-1), target.reshape(-1), None, None)
 
+    def one_node_fits(self, output: torch.Tensor, target: torch.Tensor) -> bool:
+        """float32 tensors of one shape, no autocast: what the one-node binary path takes."""
+        return (output.dtype is torch.float32 and target.dtype is torch.float32 and output.shape == target.shape
+                and not torch.is_autocast_enabled(output.device.type))
+
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if (self._one_node and output.dtype == torch.float32 and target.dtype == torch.float32
-                and output.shape == target.shape and not torch.is_autocast_enabled(output.device.type)):
+        if self._one_node and self.one_node_fits(output, target):
             return BinaryRegionLoss.apply(output.reshape(-1), target.reshape(-1), self)
         sums = self.fast_sums(output, target)
         if sums is not None:
@@ -502,6 +532,8 @@ class DiceBCELoss(DiceLoss):
         super().__init__(**options)
         self.bce_weight, self.dice_weight = bce_weight, dice_weight
         self.pos_weight, self.label_smoothing = pos_weight, label_smoothing
+        # BCE and Dice in the one binary node: the BCE term needs plain targets and no pos_weight
+        self._one_node_bce = self._one_node and pos_weight is None and not label_smoothing
 
     def extra_repr(self) -> str:
         extra = f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, "
@@ -510,26 +542,37 @@ class DiceBCELoss(DiceLoss):
         return extra + super().extra_repr()
 
     def binary_cross_entropy(self, batch: Prepared) -> torch.Tensor:
+        """BCE averaged over the pixels that count (``sum``: summed; ``none``: averaged
+        within each region, the Dice term's shape)."""
         x, t, mask = batch.logits, batch.target, batch.mask
         if self.label_smoothing:
             t = t * (1 - 2 * self.label_smoothing) + self.label_smoothing  # smp: 1 -> 1 - e, 0 -> e
+        per_region = self.reduction == "none"
         total = self.reduction == "sum" or mask is not None
+        reduction = "none" if per_region else ("sum" if total else "mean")
         if not self.from_logits:
-            value = F.binary_cross_entropy(x, t, weight=mask, reduction="sum" if total else "mean")
+            value = F.binary_cross_entropy(x, t, weight=mask, reduction=reduction)
         else:
-            pos_weight = None
-            if self.pos_weight is not None:
-                pos_weight = torch.as_tensor(self.pos_weight, dtype=x.dtype, device=x.device)
-                if pos_weight.ndim:
-                    if pos_weight.numel() != x.shape[1]:
-                        raise LossInputError(f"loss 'dice_bce': pos_weight has {pos_weight.numel()} values but "
-                                             f"the output has {x.shape[1]} channels")
-                    pos_weight = pos_weight.reshape(1, -1, 1)
-            value = F.binary_cross_entropy_with_logits(x, t, weight=mask, pos_weight=pos_weight,
-                                                       reduction="sum" if total else "mean")
+            value = binary_cross_entropy_with_logits(x, t, weight=mask, pos_weight=self.bce_pos_weight(x),
+                                                     reduction=reduction)
+        if per_region:
+            dims = (0, 2) if self.regions == "batch" else (2,)
+            return value.mean(dims) if mask is None else value.sum(dims) / mask.sum(dims).clamp_min(1)
         if mask is None or self.reduction == "sum":
             return value
         return value / mask.sum().clamp_min(1)
+
+    def bce_pos_weight(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """``pos_weight`` as a tensor broadcasting over ``(N, C, S)``, or None."""
+        if self.pos_weight is None:
+            return None
+        pos_weight = torch.as_tensor(self.pos_weight, dtype=x.dtype, device=x.device)
+        if pos_weight.ndim:
+            if pos_weight.numel() != x.shape[1]:
+                raise LossInputError(f"loss 'dice_bce': pos_weight has {pos_weight.numel()} values but "
+                                     f"the output has {x.shape[1]} channels")
+            pos_weight = pos_weight.reshape(1, -1, 1)
+        return pos_weight
 
     def cross_entropy(self, batch: Prepared) -> torch.Tensor:
         """Softmax cross entropy; label smoothing e as torch's: the target becomes
@@ -556,6 +599,9 @@ class DiceBCELoss(DiceLoss):
         return value / count
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self._one_node_bce and self.one_node_fits(output, target):
+            return BinaryRegionLoss.apply(output.reshape(-1), target.reshape(-1), self,
+                                          self.dice_weight, self.bce_weight)
         with full_precision(output):
             batch = self.prepare(output, target)
             inter, pred, true = self.sums(batch)
