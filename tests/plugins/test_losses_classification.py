@@ -311,7 +311,8 @@ def test_soft_bce_label_smoothing_ignore_index_and_pos_weight():
         theirs = F.binary_cross_entropy_with_logits(x, t * 0.8 + 0.1, reduction=reduction)
         torch.testing.assert_close(ours, theirs)
         upstream = torch.rand(ours.shape)
-        for got, want in zip(torch.autograd.grad(ours, (x, t), upstream), torch.autograd.grad(theirs, (x, t), upstream)):
+        grads = torch.autograd.grad(ours, (x, t), upstream), torch.autograd.grad(theirs, (x, t), upstream)
+        for got, want in zip(*grads):
             torch.testing.assert_close(got, want)
     logits = torch.tensor([[100.0, -100.0, 100.0]], requires_grad=True)
     value = create("soft_bce", label_smoothing=0.2)(logits, torch.tensor([[0.0, 1.0, 1.0]]))
