@@ -144,15 +144,29 @@ class BinaryRegionLoss(torch.autograd.Function):
         (g,) = host_scalars(grad)
         grad_x = grad_target = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.mul(target, g * ctx.d_inter).add_(g * ctx.d_pred)
+            grad_x = affine(target, g * ctx.d_inter, g * ctx.d_pred)
             grad_x = torch.ops.aten.sigmoid_backward.grad_input(grad_x, prob, grad_input=grad_x)
             if ctx.bce:
-                grad_x = grad_x.add_(torch.sub(prob, target).mul_(g * ctx.bce))
+                grad_x = add_scaled(add_scaled(grad_x, prob, g * ctx.bce), target, -g * ctx.bce)
         if ctx.needs_input_grad[1]:
-            grad_target = torch.mul(prob, g * ctx.d_inter).add_(g * ctx.d_true)
+            grad_target = affine(prob, g * ctx.d_inter, g * ctx.d_true)
             if ctx.bce:
-                grad_target = grad_target.sub_(x * (g * ctx.bce))
+                grad_target = add_scaled(grad_target, x, -g * ctx.bce)
         return grad_x, grad_target, None, None, None
+
+
+def affine(tensor: torch.Tensor, scale: Any, shift: Any) -> torch.Tensor:
+    """``scale * tensor + shift``: one pass with host floats (``add`` with ``alpha``), two otherwise."""
+    if isinstance(scale, float):
+        return torch.add(torch.tensor(shift, dtype=tensor.dtype), tensor, alpha=scale)
+    return torch.mul(tensor, scale).add_(shift)
+
+
+def add_scaled(total: torch.Tensor, tensor: torch.Tensor, scale: Any) -> torch.Tensor:
+    """``total += scale * tensor`` in place, without a temporary for host floats."""
+    if isinstance(scale, float):
+        return total.add_(tensor, alpha=scale)
+    return total.add_(tensor * scale)
 
 
 class IndexSums(torch.autograd.Function):
