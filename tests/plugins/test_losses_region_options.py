@@ -227,6 +227,13 @@ def test_dice_bce_reduction_none_is_per_region_dice_plus_that_regions_bce(region
     # binary: one region over the batch, shape (1,)
     binary = create("dice_bce", reduction="none")(logits[:, :1], target[:, :1].clamp(max=1))
     assert binary.shape == (1,)
+    # finite at logits +-100, perfectly right and perfectly wrong pixels
+    extreme = torch.where(clean > 0, 100.0, -100.0)
+    extreme[0, 0] *= -1
+    extreme.requires_grad_(True)
+    value = create("dice_bce", reduction="none", **options)(extreme, clean)
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(extreme.grad).all()
 
 
 @pytest.mark.parametrize("params,message", [
