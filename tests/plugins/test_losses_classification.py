@@ -137,6 +137,12 @@ def test_softmax_pick_is_log_softmax_at_the_target_in_value_and_gradient():
         torch.testing.assert_close(grad_ours, grad_theirs)
     assert torch.autograd.gradcheck(lambda x: SoftmaxPick.apply(x, target[:1, :2].unsqueeze(1)),
                                     (torch.randn(1, 6, 2, 4, dtype=torch.float64, requires_grad=True),))
+    # the gradient reuses the forward's buffer; a retained graph's second backward recomputes it
+    x = torch.randn(2, 4, 3, generator=g, requires_grad=True)
+    value = SoftmaxPick.apply(x, torch.randint(0, 4, (2, 1, 3), generator=g)).sum()
+    (first,) = torch.autograd.grad(value, x, retain_graph=True)
+    (second,) = torch.autograd.grad(value, x)
+    torch.testing.assert_close(first, second)
     half = torch.randn(2, 3, 4, generator=g).half().requires_grad_(True)
     index = torch.randint(0, 3, (2, 1, 4), generator=g)
     value = SoftmaxPick.apply(half, index)

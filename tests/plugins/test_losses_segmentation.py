@@ -343,6 +343,25 @@ def test_multiclass_index_targets_without_one_hot_pass_gradcheck(name, regions):
         assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
 
 
+@pytest.mark.parametrize("classes", [3, 20])
+def test_softmax_index_sums_gradient_with_many_classes_and_a_retained_graph(classes):
+    """The fused softmax backward writes into its forward buffer (class by class up to 16
+    classes, at once above): same gradient as the one-hot path, and again on a second
+    backward through a retained graph."""
+    g = torch.Generator().manual_seed(15)
+    logits = torch.randn(2, classes, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, classes, (2, 5, 5), generator=g)
+    onehot = F.one_hot(target, classes).permute(0, 3, 1, 2).double()
+    for name in REGION_LOSSES:
+        loss = create(name, mode="multiclass")
+        value = loss(logits, target)
+        (first,) = torch.autograd.grad(value, logits, retain_graph=True)
+        (second,) = torch.autograd.grad(value, logits)
+        (dense,) = torch.autograd.grad(loss(logits, onehot), logits)
+        torch.testing.assert_close(first, dense)
+        torch.testing.assert_close(second, dense)
+
+
 @pytest.mark.parametrize("name,options", [("dice", {}), ("iou", {}), ("dice_bce", {}),
                                           ("dice_bce", {"bce_weight": 0.3, "dice_weight": 1.7})])
 def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name, options):

@@ -82,25 +82,30 @@ class SoftmaxPick(torch.autograd.Function):
     ``p_t`` itself underflows). Backward: ``dL/dx = g ([c = t] - p)``, one broadcast
     product and a scatter, instead of autograd's dense gather backward followed by torch's
     log-softmax backward over the strided class axis (half the multiclass focal time on CPU).
+    The gradient is written into the forward's probability buffer, which nothing else
+    holds, so a call allocates one logits-sized tensor, not two (a fresh one costs page
+    faults on first touch); a second backward through a retained graph recomputes it.
     Half-precision logits are computed in float32.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        ctx.dtype = x.dtype
-        if x.dtype not in (torch.float32, torch.float64):
-            x = x.float()
-        prob = torch.softmax(x, 1)
-        picked = x.gather(1, index).sub_(x.amax(1, keepdim=True)).add_(prob.amax(1, keepdim=True).log_())
-        ctx.save_for_backward(prob, index)
+        wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        prob = torch.softmax(wide, 1)
+        picked = wide.gather(1, index).sub_(wide.amax(1, keepdim=True)).add_(prob.amax(1, keepdim=True).log_())
+        ctx.save_for_backward(x, index)
+        ctx.prob = prob
         return picked.squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        prob, index = ctx.saved_tensors
+        x, index = ctx.saved_tensors
+        prob, ctx.prob = ctx.prob, None
+        if prob is None:  # the graph was retained and this is a later backward
+            prob = torch.softmax(x if x.dtype in (torch.float32, torch.float64) else x.float(), 1)
         g = grad.unsqueeze(1).to(prob.dtype)
-        grad_x = (prob * g.neg()).scatter_add_(1, index, g)
-        return grad_x.to(ctx.dtype), None
+        grad_x = prob.mul_(g.neg()).scatter_add_(1, index, g)
+        return grad_x.to(x.dtype), None
 
 
 def focal_factor(p_t: torch.Tensor, gamma: float, reduced_threshold: Optional[float]) -> torch.Tensor:

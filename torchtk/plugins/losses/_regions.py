@@ -207,7 +207,10 @@ class SoftmaxIndexSums(torch.autograd.Function):
     With ``g = dL/dP_c + dL/dI_c [t = c]`` per pixel and class, the softmax backward is
     ``p_k (g_k - A)`` with ``A = sum_c p_c g_c = p · dL/dP + p_t dL/dI_t``: one batched
     matrix product and two elementwise passes, instead of torch's softmax backward over a
-    strided class axis (the slowest kernel of the multiclass losses on CPU).
+    strided class axis (the slowest kernel of the multiclass losses on CPU). The gradient
+    is written into the forward's probability buffer, which nothing else holds (one
+    logits-sized allocation per call instead of two: a fresh one costs page faults on first
+    touch); a second backward through a retained graph recomputes the softmax.
     """
 
     @staticmethod
@@ -220,23 +223,37 @@ class SoftmaxIndexSums(torch.autograd.Function):
         offsets = indices + torch.arange(0, n * c, c, device=indices.device).unsqueeze(1)
         true = torch.bincount(offsets.reshape(-1), minlength=n * c).reshape(n, c).to(prob.dtype)
         pred = prob.sum(2)
-        ctx.save_for_backward(prob, indices, picked)
-        ctx.image = image
+        ctx.save_for_backward(x, indices, picked)
+        ctx.prob, ctx.image = prob, image
         if image:
             return inter, pred, true
         return inter.sum(0), pred.sum(0), true.sum(0)
 
     @staticmethod
     def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor) -> tuple:
-        prob, indices, picked = ctx.saved_tensors
+        x, indices, picked = ctx.saved_tensors
+        prob, ctx.prob = ctx.prob, None
+        if prob is None:  # the graph was retained and this is a later backward
+            prob = torch.softmax(x, 1)
         n, c = prob.shape[:2]
         if not ctx.image:
             g_inter, g_pred = g_inter.expand(n, c), g_pred.expand(n, c)
+        g_pred = g_pred.to(prob.dtype)
         true_grad = picked * g_inter.gather(1, indices)  # p_t dL/dI_t, (N, S)
-        mean = torch.bmm(g_pred.unsqueeze(1).to(prob.dtype), prob).squeeze(1).add_(true_grad)  # A, (N, S)
-        grad = (g_pred.unsqueeze(2).to(prob.dtype) - mean.unsqueeze(1)).mul_(prob)
-        grad.scatter_add_(1, indices.unsqueeze(1), true_grad.unsqueeze(1))
-        return grad, None, None
+        mean = torch.bmm(g_pred.unsqueeze(1), prob).squeeze(1).add_(true_grad)  # A, (N, S)
+        scale_in_place(prob, g_pred, mean)
+        return prob.scatter_add_(1, indices.unsqueeze(1), true_grad.unsqueeze(1)), None, None
+
+
+def scale_in_place(prob: torch.Tensor, per_class: torch.Tensor, per_pixel: torch.Tensor) -> None:
+    """``prob *= per_class[:, :, None] - per_pixel[:, None]`` without a temporary of
+    ``prob``'s size: one class at a time for the usual few classes."""
+    if prob.shape[1] > 16:
+        prob.mul_(per_class.unsqueeze(2) - per_pixel.unsqueeze(1))
+        return
+    factor = torch.empty_like(per_pixel)
+    for k in range(prob.shape[1]):
+        prob[:, k].mul_(torch.sub(per_class[:, k:k + 1], per_pixel, out=factor))
 
 
 @dataclass
