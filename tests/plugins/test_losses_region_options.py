@@ -198,6 +198,25 @@ def test_dice_bce_pos_weight_label_smoothing_and_term_weights():
                                + create("dice", mode="multiclass", reduction="sum")(logits, classes.clamp(max=1)))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("regions", ["batch", "image"])
+def test_multiclass_dice_bce_cross_entropy_from_the_dice_softmax(reduction, regions):
+    """Class indices on logits: the CE comes out of the Dice term's softmax; it is torch's
+    cross_entropy in value and gradient, also where the true class's probability underflows."""
+    g = torch.Generator().manual_seed(18)
+    logits = (torch.randn(2, 4, 5, 5, generator=g, dtype=torch.float64) * 3)
+    logits[0, :, 0, 0] = torch.tensor([100.0, -100.0, 0.0, 5.0])  # true class 1: log p = -200
+    logits.requires_grad_(True)
+    target = torch.randint(0, 4, (2, 5, 5), generator=g)
+    target[0, 0, 0] = 1
+    options = dict(mode="multiclass", regions=regions, reduction=reduction, include_background=False)
+    value = create("dice_bce", bce_weight=0.7, **options)(logits, target)
+    expected = (0.7 * F.cross_entropy(logits, target, reduction=reduction)
+                + create("dice", **options)(logits, target))
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(torch.autograd.grad(value, logits)[0], torch.autograd.grad(expected, logits)[0])
+
+
 @pytest.mark.parametrize("regions", ["batch", "image"])
 def test_dice_bce_reduction_none_is_per_region_dice_plus_that_regions_bce(regions):
     g = torch.Generator().manual_seed(16)

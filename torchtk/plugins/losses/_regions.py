@@ -211,26 +211,35 @@ class SoftmaxIndexSums(torch.autograd.Function):
     is written into the forward's probability buffer, which nothing else holds (one
     logits-sized allocation per call instead of two: a fresh one costs page faults on first
     touch); a second backward through a retained graph recomputes the softmax.
+
+    ``log_p=True`` also returns ``log p_t`` per pixel (N, S) for ``dice_bce``'s cross
+    entropy, from the same softmax: ``x_t - max x + log(max p)`` (``max p >= 1/C``, so it
+    stays exact where ``p_t`` underflows). Its gradient ``g_l ([c = t] - p)`` joins the
+    same two passes (``A += g_l``, and ``g_l`` scattered with ``p_t dL/dI_t``).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, indices: torch.Tensor,
-                image: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(ctx: Any, x: torch.Tensor, indices: torch.Tensor, image: bool,
+                log_p: bool = False) -> tuple[torch.Tensor, ...]:
         n, c = x.shape[:2]
         prob = torch.softmax(x, 1)
-        picked = prob.gather(1, indices.unsqueeze(1)).squeeze(1)
+        index = indices.unsqueeze(1)
+        picked = prob.gather(1, index).squeeze(1)
         inter = prob.new_zeros(n, c).scatter_add_(1, indices, picked)
         offsets = indices + torch.arange(0, n * c, c, device=indices.device).unsqueeze(1)
         true = torch.bincount(offsets.reshape(-1), minlength=n * c).reshape(n, c).to(prob.dtype)
         pred = prob.sum(2)
         ctx.save_for_backward(x, indices, picked)
         ctx.prob, ctx.image = prob, image
-        if image:
-            return inter, pred, true
-        return inter.sum(0), pred.sum(0), true.sum(0)
+        sums = (inter, pred, true) if image else (inter.sum(0), pred.sum(0), true.sum(0))
+        if not log_p:
+            return sums
+        log_p_t = x.gather(1, index).sub_(x.amax(1, keepdim=True)).add_(prob.amax(1, keepdim=True).log_())
+        return (*sums, log_p_t.squeeze(1))
 
     @staticmethod
-    def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor) -> tuple:
+    def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor,
+                 g_log_p: Optional[torch.Tensor] = None) -> tuple:
         x, indices, picked = ctx.saved_tensors
         prob, ctx.prob = ctx.prob, None
         if prob is None:  # the graph was retained and this is a later backward
@@ -241,8 +250,10 @@ class SoftmaxIndexSums(torch.autograd.Function):
         g_pred = g_pred.to(prob.dtype)
         true_grad = picked * g_inter.gather(1, indices)  # p_t dL/dI_t, (N, S)
         mean = torch.bmm(g_pred.unsqueeze(1), prob).squeeze(1).add_(true_grad)  # A, (N, S)
+        if g_log_p is not None:
+            mean, true_grad = mean.add_(g_log_p), true_grad.add_(g_log_p)
         scale_in_place(prob, g_pred, mean)
-        return prob.scatter_add_(1, indices.unsqueeze(1), true_grad.unsqueeze(1)), None, None
+        return prob.scatter_add_(1, indices.unsqueeze(1), true_grad.unsqueeze(1)), None, None, None
 
 
 def scale_in_place(prob: torch.Tensor, per_class: torch.Tensor, per_pixel: torch.Tensor) -> None:
@@ -384,10 +395,7 @@ class RegionLoss(nn.Module):
                 sums = SoftmaxIndexSums.apply(batch.logits, batch.indices, image)
             else:
                 sums = IndexSums.apply(batch.prob, batch.indices, image)
-            if self._all_channels:
-                return sums
-            chosen = self.channels(batch.logits.shape[1])
-            return tuple(value[..., chosen] for value in sums)
+            return self.scored(sums, batch.logits.shape[1])
         prob, target, mask = batch.prob, batch.dense_target(), batch.mask
         if not self._all_channels:
             chosen = self.channels(prob.shape[1])
@@ -400,6 +408,13 @@ class RegionLoss(nn.Module):
         if self.regions == "batch" and mask is None and prob.shape[1] == 1:
             return RegionSums.apply(prob.reshape(-1), target.reshape(-1), None, None)
         return RegionSums.apply(prob, target, mask, dims)
+
+    def scored(self, sums: tuple, channel_count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The region sums of the channels scored (all, all but 0, or ``classes``)."""
+        if self._all_channels:
+            return tuple(sums)
+        chosen = self.channels(channel_count)
+        return tuple(value[..., chosen] for value in sums)
 
     def option_sums(self, prob: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor],
                     dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -635,9 +650,17 @@ class DiceBCELoss(DiceLoss):
                                           self.dice_weight, self.bce_weight)
         with full_precision(output):
             batch = self.prepare(output, target)
-            inter, pred, true = self.sums(batch)
-            dice = self.reduce(self.region_loss(inter, pred, true), true, batch.logits.shape[1])
-            return self.bce_weight * self.cross_entropy(batch) + self.dice_weight * dice
+            channels = batch.logits.shape[1]
+            if batch.prob is None and not self.label_smoothing:
+                # multiclass logits and class indices: the cross entropy from the Dice term's softmax
+                *sums, log_p_t = SoftmaxIndexSums.apply(batch.logits, batch.indices, self.regions == "image", True)
+                inter, pred, true = self.scored(sums, channels)
+                cross_entropy = -(log_p_t.sum() if self.reduction == "sum" else log_p_t.mean())
+            else:
+                inter, pred, true = self.sums(batch)
+                cross_entropy = self.cross_entropy(batch)
+            dice = self.reduce(self.region_loss(inter, pred, true), true, channels)
+            return self.bce_weight * cross_entropy + self.dice_weight * dice
 
 
 LOSSES = {"dice": DiceLoss, "iou": IoULoss, "tversky": TverskyLoss, "dice_bce": DiceBCELoss}
