@@ -381,3 +381,16 @@ def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(nam
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got, want.float())
     assert value.grad_fn.name() == "BinaryRegionLossBackward"
+    # logits only (the gradient is written into the forward's buffer), twice through a retained graph
+    value = loss(logits, target.detach())
+    (first,) = torch.autograd.grad(value, logits, retain_graph=True)
+    (second,) = torch.autograd.grad(value, logits)
+    (want,) = torch.autograd.grad(loss(x64, t64.detach()), x64)
+    torch.testing.assert_close(first, want.float())
+    torch.testing.assert_close(second, want.float())
+    # score 0 (smooth_nr 0, nothing true overlaps): dS/dP is 0 and the in-place form is skipped
+    empty = torch.zeros_like(target.detach())
+    loss = create(name, smooth_nr=0.0, smooth_dr=1.0, **options)
+    (got,) = torch.autograd.grad(loss(logits, empty), logits)
+    (want,) = torch.autograd.grad(loss(x64, empty.double()), x64)
+    torch.testing.assert_close(got, want.float())

@@ -120,7 +120,10 @@ class BinaryRegionLoss(torch.autograd.Function):
     ``p = sigmoid(x)`` over 1-D ``x`` and ``t``, with the score's partial derivatives in
     closed form (``score_grads`` of the loss), so no scalar op of the formula records a
     node; ``bce_weight > 0`` adds that times the mean BCE with logits (``dice_bce``), whose
-    gradient ``(p - t) / n`` shares the same sigmoid."""
+    gradient ``(p - t) / n`` shares the same sigmoid. Without the BCE term the gradient
+    ``(a t + b) p (1 - p)`` is written into the forward's ``p`` buffer, which nothing else
+    holds (one input-sized allocation per call; a retained graph's second backward
+    recomputes ``p``)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor, loss: "RegionLoss",
@@ -134,24 +137,34 @@ class BinaryRegionLoss(torch.autograd.Function):
             total = (bce_terms(x, target).sum() if fast_here(x)
                      else F.binary_cross_entropy_with_logits(x, target, reduction="sum"))
             value = value + ctx.bce * total
-        ctx.save_for_backward(x, prob, target)
+        ctx.save_for_backward(x, target)
+        ctx.prob = prob
         ctx.d_inter, ctx.d_pred, ctx.d_true = -dice_weight * d_inter, -dice_weight * d_pred, -dice_weight * d_true
         return torch.as_tensor(value, dtype=x.dtype) if isinstance(value, float) else value
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        x, prob, target = ctx.saved_tensors
+        x, target = ctx.saved_tensors
+        prob, ctx.prob = ctx.prob, None
+        if prob is None:  # the graph was retained and this is a later backward
+            prob = torch.sigmoid(x)
         (g,) = host_scalars(grad)
+        scale, shift = g * ctx.d_inter, g * ctx.d_pred
         grad_x = grad_target = None
-        if ctx.needs_input_grad[0]:
-            grad_x = affine(target, g * ctx.d_inter, g * ctx.d_pred)
+        if ctx.needs_input_grad[1]:  # first: it needs p
+            grad_target = affine(prob, scale, g * ctx.d_true)
+            if ctx.bce:
+                grad_target = add_scaled(grad_target, x, -g * ctx.bce)
+        if not ctx.needs_input_grad[0]:
+            return None, grad_target, None, None, None
+        if not ctx.bce and isinstance(shift, float) and shift != 0:
+            # p <- p (1 - p), then shift p + scale p t, in place
+            grad_x = prob.addcmul_(prob, prob, value=-1).mul_(shift).addcmul_(prob, target, value=scale / shift)
+        else:
+            grad_x = affine(target, scale, shift)
             grad_x = torch.ops.aten.sigmoid_backward.grad_input(grad_x, prob, grad_input=grad_x)
             if ctx.bce:
                 grad_x = add_scaled(add_scaled(grad_x, prob, g * ctx.bce), target, -g * ctx.bce)
-        if ctx.needs_input_grad[1]:
-            grad_target = affine(prob, g * ctx.d_inter, g * ctx.d_true)
-            if ctx.bce:
-                grad_target = add_scaled(grad_target, x, -g * ctx.bce)
         return grad_x, grad_target, None, None, None
 
 
