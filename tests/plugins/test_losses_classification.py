@@ -120,6 +120,33 @@ def test_multiclass_focal_on_images_with_ignore_index_and_gradcheck():
     assert torch.autograd.gradcheck(lambda x: focal(x, target), (logits,))
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
+def test_multiclass_focal_terms_in_one_node_equal_autograd_in_value_and_gradient(gamma):
+    """The plain options give the focal terms from one node with a closed-form derivative:
+    against the formula through autograd, with perfectly right and wrong pixels at +-100."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64) * 3
+    logits[0, :, 0, 0] = torch.tensor([100.0, -100.0, 0.0, 0.0])
+    logits[0, :, 0, 1] = torch.tensor([100.0, -100.0, 0.0, 0.0])
+    logits.requires_grad_(True)
+    target = torch.randint(0, 4, (2, 3, 3), generator=g)
+    target[0, 0, 0], target[0, 0, 1] = 0, 1  # p_t = 1 and p_t = e^-200
+    ours = create("focal", mode="multiclass", alpha=None, gamma=gamma, reduction="none")(logits, target)
+    assert ours.grad_fn.name() == "SoftmaxPickBackward"
+    log_p = F.log_softmax(logits, 1).gather(1, target.unsqueeze(1)).squeeze(1)
+    theirs = -(1 - log_p.exp()).clamp_min(0) ** gamma * log_p
+    torch.testing.assert_close(ours, theirs)
+    upstream = torch.rand(ours.shape, generator=g, dtype=torch.float64)
+    (grad_ours,) = torch.autograd.grad(ours, logits, upstream)
+    (grad_theirs,) = torch.autograd.grad(theirs, logits, upstream)
+    assert torch.isfinite(grad_ours).all()
+    finite = torch.isfinite(grad_theirs)  # autograd's 0 * inf at p_t = 1 for gamma < 1
+    torch.testing.assert_close(grad_ours[finite], grad_theirs[finite])
+    small = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    focal = create("focal", mode="multiclass", alpha=[0.5, 1.0, 2.0, 1.5], gamma=gamma)
+    assert torch.autograd.gradcheck(lambda x: focal(x, target[:, 0]), (small,))
+
+
 def test_softmax_pick_is_log_softmax_at_the_target_in_value_and_gradient():
     """The multiclass focal's log p_t: torch's log_softmax + gather, also where p_t underflows."""
     from torchtk.plugins.losses._focal import SoftmaxPick

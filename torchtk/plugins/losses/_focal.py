@@ -75,27 +75,33 @@ class SigmoidFocal(torch.autograd.Function):
 
 class SoftmaxPick(torch.autograd.Function):
     """``log softmax(x, 1)`` at each element's class: logits ``(N, C, ...)`` and class
-    indices ``(N, 1, ...)`` to log-probabilities ``(N, ...)``.
+    indices ``(N, 1, ...)`` to log-probabilities ``(N, ...)``; with ``gamma``, the focal
+    terms ``-(1 - p_t) ** gamma * log p_t`` instead, their derivative in closed form.
 
     Forward: torch's softmax ``p`` and ``log p_t = x_t - max_c x_c + log(max_c p_c)``
     (``log max p`` is ``max x - logsumexp x``, and ``max p >= 1/C`` keeps it exact where
-    ``p_t`` itself underflows). Backward: ``dL/dx = g ([c = t] - p)``, one broadcast
-    product and a scatter, instead of autograd's dense gather backward followed by torch's
-    log-softmax backward over the strided class axis (half the multiclass focal time on CPU).
-    The gradient is written into the forward's probability buffer, which nothing else
-    holds, so a call allocates one logits-sized tensor, not two (a fresh one costs page
-    faults on first touch); a second backward through a retained graph recomputes it.
-    Half-precision logits are computed in float32.
+    ``p_t`` itself underflows). Backward: ``dL/dx = g ([c = t] - p)`` with ``g`` the
+    gradient of ``log p_t``, one broadcast product and a scatter, instead of autograd's
+    dense gather backward followed by torch's log-softmax backward over the strided class
+    axis (half the multiclass focal time on CPU), and no chain of per-pixel nodes for the
+    focal factor. The gradient is written into the forward's probability buffer, which
+    nothing else holds, so a call allocates one logits-sized tensor, not two (a fresh one
+    costs page faults on first touch); a second backward through a retained graph
+    recomputes it. Half-precision logits are computed in float32.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, index: torch.Tensor, gamma: Optional[float] = None) -> torch.Tensor:
         wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
         prob = torch.softmax(wide, 1)
         picked = wide.gather(1, index).sub_(wide.amax(1, keepdim=True)).add_(prob.amax(1, keepdim=True).log_())
+        picked = picked.squeeze(1)
         ctx.save_for_backward(x, index)
-        ctx.prob = prob
-        return picked.squeeze(1)
+        ctx.prob, ctx.slope = prob, None
+        if gamma is None:
+            return picked
+        terms, ctx.slope = focal_terms(picked, gamma)
+        return terms
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
@@ -103,9 +109,34 @@ class SoftmaxPick(torch.autograd.Function):
         prob, ctx.prob = ctx.prob, None
         if prob is None:  # the graph was retained and this is a later backward
             prob = torch.softmax(x if x.dtype in (torch.float32, torch.float64) else x.float(), 1)
-        g = grad.unsqueeze(1).to(prob.dtype)
+        g = grad.to(prob.dtype) if ctx.slope is None else grad.to(prob.dtype) * ctx.slope
+        g = g.unsqueeze(1)
         grad_x = prob.mul_(g.neg()).scatter_add_(1, index, g)
-        return grad_x.to(x.dtype), None
+        return grad_x.to(x.dtype), None, None
+
+
+def focal_terms(log_p: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-(1 - p) ** gamma * log p`` from ``log p``, and its derivative by ``log p``:
+    ``gamma (1 - p) ** (gamma - 1) p log p - (1 - p) ** gamma`` (the first term's limit
+    is 0 at ``p = 1`` for ``gamma < 1``, where the power alone is infinite)."""
+    if gamma == 0:
+        return -log_p, torch.full_like(log_p, -1.0)
+    p = log_p.exp()
+    rest = 1 - p
+    if not float(gamma).is_integer():
+        rest = rest.clamp_min_(0)  # p can round a hair above 1
+    if gamma == 1:
+        factor, lower = rest, None
+    elif gamma == 2:
+        factor, lower = rest * rest, rest
+    else:
+        factor = rest.pow(gamma)
+        lower = (rest.pow(gamma - 1) if gamma > 1 else
+                 torch.where(rest > 0, rest.clamp_min(torch.finfo(rest.dtype).tiny).pow(gamma - 1), 0))
+    slope = p.mul_(log_p) if lower is None else lower.mul(p).mul_(log_p)  # p log p (times the power)
+    if gamma != 1:
+        slope = slope.mul_(gamma)
+    return factor.mul(log_p).neg_(), slope.sub_(factor)
 
 
 def focal_factor(p_t: torch.Tensor, gamma: float, reduced_threshold: Optional[float]) -> torch.Tensor:
@@ -212,14 +243,18 @@ class Focal:
             keep = target != p.ignore_index
             valid = keep.to(output.dtype if output.dtype in (torch.float32, torch.float64) else torch.float32)
             target = target.masked_fill(~keep, 0)
-        if p.from_logits:
-            log_p_t = SoftmaxPick.apply(output, target.unsqueeze(1))
+        factor = None
+        if p.from_logits and self.plain:
+            loss = SoftmaxPick.apply(output, target.unsqueeze(1), p.gamma)  # the focal terms, one node
         else:
-            log_p_t = output.gather(1, target.unsqueeze(1)).squeeze(1).clamp_min(torch.finfo(output.dtype).tiny).log()
-        factor = focal_factor(log_p_t.exp(), p.gamma, p.reduced_threshold)
-        loss = -log_p_t * factor if p.gamma or p.reduced_threshold is not None else -log_p_t
+            if p.from_logits:
+                log_p_t = SoftmaxPick.apply(output, target.unsqueeze(1))
+            else:
+                log_p_t = output.gather(1, target.unsqueeze(1)).squeeze(1).clamp_min(torch.finfo(output.dtype).tiny).log()
+            factor = focal_factor(log_p_t.exp(), p.gamma, p.reduced_threshold)
+            loss = -log_p_t * factor if p.gamma or p.reduced_threshold is not None else -log_p_t
         if isinstance(alpha, list):
-            loss = loss * self.tensor(alpha, log_p_t)[target]
+            loss = loss * self.tensor(alpha, loss)[target]
         elif alpha is not None:
             loss = loss * alpha
         if not p.include_background:
