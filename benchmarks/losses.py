@@ -10,6 +10,7 @@ and cache state hit all of them alike; the table shows each one's median
 in ms, torchtk's min/median/max, and torchtk's ratio of medians to the fastest peer's
 (<= 1.0 is the goal; "min ratio" compares the best rounds, the least noisy figure on a
 shared machine). Values are compared too, so a fast wrong implementation shows up.
+The machine's 1-minute load average before and after the run is printed under the table.
 Every torchtk loss runs with its options at their defaults.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import time
@@ -284,6 +286,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = []
     for name, mode, make_inputs, impls in cases():
         if args.only and name != args.only:
@@ -302,10 +305,13 @@ def main() -> None:
                      "value": {k: round(v[1], 6) for k, v in measured.items()},
                      "fastest_peer": fastest, "ratio": round(ours[1] / best[1], 2),
                      "min_ratio": round(ours[0] / min(v[0][0] for v in peers.values()), 2)})
+    load = (round(load_before, 2), round(os.getloadavg()[0], 2))
     if args.json:
-        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, indent=1))
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "load": load,
+                          "cpus": os.cpu_count(), "rows": rows}, indent=1))
         return
     print_table(rows, args.rounds)
+    print(f"load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after, on {os.cpu_count()} CPUs")
 
 
 def print_table(rows: list[dict], rounds: int) -> None:

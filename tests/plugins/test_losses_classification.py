@@ -120,6 +120,64 @@ def test_multiclass_focal_on_images_with_ignore_index_and_gradcheck():
     assert torch.autograd.gradcheck(lambda x: focal(x, target), (logits,))
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
+def test_multiclass_focal_terms_in_one_node_equal_autograd_in_value_and_gradient(gamma):
+    """The plain options give the focal terms from one node with a closed-form derivative:
+    against the formula through autograd, with perfectly right and wrong pixels at +-100."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64) * 3
+    logits[0, :, 0, 0] = torch.tensor([100.0, -100.0, 0.0, 0.0])
+    logits[0, :, 0, 1] = torch.tensor([100.0, -100.0, 0.0, 0.0])
+    logits.requires_grad_(True)
+    target = torch.randint(0, 4, (2, 3, 3), generator=g)
+    target[0, 0, 0], target[0, 0, 1] = 0, 1  # p_t = 1 and p_t = e^-200
+    ours = create("focal", mode="multiclass", alpha=None, gamma=gamma, reduction="none")(logits, target)
+    assert ours.grad_fn.name() == "SoftmaxPickBackward"
+    log_p = F.log_softmax(logits, 1).gather(1, target.unsqueeze(1)).squeeze(1)
+    theirs = -(1 - log_p.exp()).clamp_min(0) ** gamma * log_p
+    torch.testing.assert_close(ours, theirs)
+    upstream = torch.rand(ours.shape, generator=g, dtype=torch.float64)
+    (grad_ours,) = torch.autograd.grad(ours, logits, upstream)
+    (grad_theirs,) = torch.autograd.grad(theirs, logits, upstream)
+    assert torch.isfinite(grad_ours).all()
+    finite = torch.isfinite(grad_theirs)  # autograd's 0 * inf at p_t = 1 for gamma < 1
+    torch.testing.assert_close(grad_ours[finite], grad_theirs[finite])
+    small = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    focal = create("focal", mode="multiclass", alpha=[0.5, 1.0, 2.0, 1.5], gamma=gamma)
+    assert torch.autograd.gradcheck(lambda x: focal(x, target[:, 0]), (small,))
+
+
+def test_softmax_pick_is_log_softmax_at_the_target_in_value_and_gradient():
+    """The multiclass focal's log p_t: torch's log_softmax + gather, also where p_t underflows."""
+    from torchtk.plugins.losses._focal import SoftmaxPick
+
+    g = torch.Generator().manual_seed(3)
+    for dtype, scale in ((torch.float64, 3.0), (torch.float32, 3.0), (torch.float32, 100.0)):
+        logits = (torch.randn(3, 6, 5, 4, generator=g, dtype=dtype) * scale).requires_grad_(True)
+        target = torch.randint(0, 6, (3, 5, 4), generator=g)
+        upstream = torch.rand(3, 5, 4, generator=g, dtype=dtype)
+        ours = SoftmaxPick.apply(logits, target.unsqueeze(1))
+        (grad_ours,) = torch.autograd.grad(ours, logits, upstream)
+        theirs = F.log_softmax(logits, 1).gather(1, target.unsqueeze(1)).squeeze(1)
+        (grad_theirs,) = torch.autograd.grad(theirs, logits, upstream)
+        torch.testing.assert_close(ours, theirs)
+        torch.testing.assert_close(grad_ours, grad_theirs)
+    assert torch.autograd.gradcheck(lambda x: SoftmaxPick.apply(x, target[:1, :2].unsqueeze(1)),
+                                    (torch.randn(1, 6, 2, 4, dtype=torch.float64, requires_grad=True),))
+    # the gradient reuses the forward's buffer; a retained graph's second backward recomputes it
+    x = torch.randn(2, 4, 3, generator=g, requires_grad=True)
+    value = SoftmaxPick.apply(x, torch.randint(0, 4, (2, 1, 3), generator=g)).sum()
+    (first,) = torch.autograd.grad(value, x, retain_graph=True)
+    (second,) = torch.autograd.grad(value, x)
+    torch.testing.assert_close(first, second)
+    half = torch.randn(2, 3, 4, generator=g).half().requires_grad_(True)
+    index = torch.randint(0, 3, (2, 1, 4), generator=g)
+    value = SoftmaxPick.apply(half, index)
+    value.sum().backward()
+    assert value.dtype == torch.float32 and half.grad.dtype == torch.float16
+    torch.testing.assert_close(value, F.log_softmax(half.float(), 1).gather(1, index).squeeze(1))
+
+
 def test_focal_params_are_checked_against_the_mode():
     with pytest.raises(ParamsError, match="only with mode: multiclass"):
         create("focal", alpha=[0.5, 0.5])
@@ -278,6 +336,17 @@ def test_soft_bce_label_smoothing_ignore_index_and_pos_weight():
     # without options it is torch's BCE on logits
     clean = target.clamp(min=0)
     torch.testing.assert_close(create("soft_bce")(logits, clean), F.binary_cross_entropy_with_logits(logits, clean))
+    # the direct path (no ignore_index, no pos_weight; float32) in value and gradient, target included
+    x = torch.randn(2, 1, 3, 3, requires_grad=True)
+    t = torch.rand(2, 1, 3, 3, requires_grad=True)
+    for reduction in ("mean", "sum", "none"):
+        ours = create("soft_bce", label_smoothing=0.1, reduction=reduction)(x, t)
+        theirs = F.binary_cross_entropy_with_logits(x, t * 0.8 + 0.1, reduction=reduction)
+        torch.testing.assert_close(ours, theirs)
+        upstream = torch.rand(ours.shape)
+        grads = torch.autograd.grad(ours, (x, t), upstream), torch.autograd.grad(theirs, (x, t), upstream)
+        for got, want in zip(*grads):
+            torch.testing.assert_close(got, want)
     logits = torch.tensor([[100.0, -100.0, 100.0]], requires_grad=True)
     value = create("soft_bce", label_smoothing=0.2)(logits, torch.tensor([[0.0, 1.0, 1.0]]))
     value.backward()

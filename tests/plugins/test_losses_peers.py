@@ -142,6 +142,23 @@ def test_tversky_equals_monai_and_smp(monai, smp, binary, multiclass, alpha, bet
                  include_background=False)(logits, target), theirs(logits, target.unsqueeze(1)))
 
 
+@pytest.mark.parametrize("gamma", [0.75, 2.0])
+def test_focal_tversky_gamma_per_region_against_smp_power_of_the_mean(smp, binary, multiclass, gamma):
+    """gamma acts on each region's loss (the tutorial's and Abraham & Khan's per-class form);
+    smp raises the mean over classes to gamma. One region (binary): the same value."""
+    logits, target = binary
+    theirs = smp.TverskyLoss("binary", smooth=1.0, gamma=gamma)(logits, target)
+    close(create("tversky", gamma=gamma, empty_target="zero")(logits, target), theirs)
+    logits, target = multiclass
+    logits = logits + torch.tensor([3.0, 0.0, -1.0, 0.0], dtype=logits.dtype).reshape(1, 4, 1, 1)  # classes apart
+    options = dict(mode="multiclass", empty_target="zero")
+    per_class = create("tversky", reduction="none", **options)(logits, target)
+    theirs = smp.TverskyLoss("multiclass", smooth=1.0, gamma=gamma)(logits, target)
+    close(per_class.mean() ** gamma, theirs)
+    close(create("tversky", gamma=gamma, **options)(logits, target), (per_class ** gamma).mean())
+    assert abs((per_class ** gamma).mean().item() - theirs.item()) > 1e-3
+
+
 # -- dice_bce -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("weights", [(1.0, 1.0), (0.3, 1.7)])
@@ -207,6 +224,28 @@ def test_soft_bce_equals_smp_soft_bce_with_logits(smp, binary):
     clean = target.clamp(min=0)
     close(create("soft_bce", pos_weight=1.5)(logits, clean),
           smp.SoftBCEWithLogitsLoss(pos_weight=torch.tensor(1.5, dtype=torch.float64))(logits, clean))
+
+
+def test_multiclass_focal_against_monai_softmax_focal(monai, multiclass):
+    """MONAI's FocalLoss(use_softmax=True) averages over classes as well as pixels (ours
+    times 1/C), its scalar alpha weighs background 1 - alpha and the rest alpha (ours: an
+    alpha list), and its include_background=False drops channel 0 before the softmax (ours
+    keeps the full softmax, as MONAI's DiceLoss does, and leaves out background pixels)."""
+    logits, target = multiclass
+    n, c = logits.shape[:2]
+    index = target.unsqueeze(1)
+    peer = lambda **options: monai.FocalLoss(use_softmax=True, to_onehot_y=True, gamma=2.0, **options)  # noqa: E731
+    close(create("focal", mode="multiclass", alpha=None)(logits, target) / c, peer()(logits, index))
+    close(create("focal", mode="multiclass", alpha=[0.75, 0.25, 0.25, 0.25])(logits, target) / c,
+          peer(alpha=0.25)(logits, index))
+    # without background: MONAI's value is ours on logits[:, 1:] with background pixels left out,
+    # summed and divided by every remaining class element
+    shifted = torch.where(target == 0, -1, target - 1)
+    on_foreground = create("focal", mode="multiclass", alpha=None, ignore_index=-1, reduction="sum")
+    theirs = peer(include_background=False)(logits, index)
+    close(on_foreground(logits[:, 1:], shifted) / (n * (c - 1) * target[0].numel()), theirs)
+    ours = create("focal", mode="multiclass", alpha=None, include_background=False)(logits, target)
+    assert abs(ours.item() - theirs.item()) > 1e-3
 
 
 def test_binary_focal_equals_monai(monai, binary):

@@ -198,6 +198,63 @@ def test_dice_bce_pos_weight_label_smoothing_and_term_weights():
                                + create("dice", mode="multiclass", reduction="sum")(logits, classes.clamp(max=1)))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("regions", ["batch", "image"])
+def test_multiclass_dice_bce_cross_entropy_from_the_dice_softmax(reduction, regions):
+    """Class indices on logits: the CE comes out of the Dice term's softmax; it is torch's
+    cross_entropy in value and gradient, also where the true class's probability underflows."""
+    g = torch.Generator().manual_seed(18)
+    logits = (torch.randn(2, 4, 5, 5, generator=g, dtype=torch.float64) * 3)
+    logits[0, :, 0, 0] = torch.tensor([100.0, -100.0, 0.0, 5.0])  # true class 1: log p = -200
+    logits.requires_grad_(True)
+    target = torch.randint(0, 4, (2, 5, 5), generator=g)
+    target[0, 0, 0] = 1
+    options = dict(mode="multiclass", regions=regions, reduction=reduction, include_background=False)
+    value = create("dice_bce", bce_weight=0.7, **options)(logits, target)
+    expected = (0.7 * F.cross_entropy(logits, target, reduction=reduction)
+                + create("dice", **options)(logits, target))
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(torch.autograd.grad(value, logits)[0], torch.autograd.grad(expected, logits)[0])
+
+
+@pytest.mark.parametrize("regions", ["batch", "image"])
+def test_dice_bce_reduction_none_is_per_region_dice_plus_that_regions_bce(regions):
+    g = torch.Generator().manual_seed(16)
+    logits = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    target = (torch.rand(2, 3, 4, 4, generator=g) > 0.5).double()
+    options = dict(mode="multilabel", regions=regions)
+    dims = (0, 2, 3) if regions == "batch" else (2, 3)
+    per_element = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    dice = create("dice", reduction="none", **options)(logits, target)
+    loss = create("dice_bce", reduction="none", bce_weight=0.4, dice_weight=1.5, **options)
+    value = loss(logits, target)
+    assert value.shape == ((3,) if regions == "batch" else (2, 3))
+    torch.testing.assert_close(value, 0.4 * per_element.mean(dims) + 1.5 * dice)
+    # their mean is the mean reduction
+    mean = create("dice_bce", bce_weight=0.4, dice_weight=1.5, **options)(logits, target)
+    torch.testing.assert_close(value.mean(), mean)
+    # ignored pixels leave each region's BCE mean and its Dice sums
+    target[0, 1, 0] = 255
+    kept = (target != 255).double()
+    clean = target * kept
+    bce = (F.binary_cross_entropy_with_logits(logits, clean, reduction="none") * kept).sum(dims) / kept.sum(dims)
+    p = torch.sigmoid(logits) * kept
+    inter, psum, tsum = (p * clean).sum(dims), p.sum(dims), clean.sum(dims)
+    expected = bce + 1 - (2 * inter + 1) / (psum + tsum + 1)
+    torch.testing.assert_close(create("dice_bce", reduction="none", ignore_index=255, **options)(logits, target),
+                               expected)
+    # binary: one region over the batch, shape (1,)
+    binary = create("dice_bce", reduction="none")(logits[:, :1], target[:, :1].clamp(max=1))
+    assert binary.shape == (1,)
+    # finite at logits +-100, perfectly right and perfectly wrong pixels
+    extreme = torch.where(clean > 0, 100.0, -100.0)
+    extreme[0, 0] *= -1
+    extreme.requires_grad_(True)
+    value = create("dice_bce", reduction="none", **options)(extreme, clean)
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(extreme.grad).all()
+
+
 @pytest.mark.parametrize("params,message", [
     ({"include_background": False}, "include_background: false needs mode multiclass or multilabel"),
     ({"classes": [0]}, "classes and class_weights need mode multiclass or multilabel"),
@@ -217,7 +274,10 @@ def test_bad_dice_bce_options():
     for params, message in [({"mode": "multiclass", "pos_weight": 2.0}, "not multiclass"),
                             ({"pos_weight": 2.0, "from_logits": False}, "needs from_logits: true"),
                             ({"pos_weight": 0.0}, "pos_weight must be > 0"),
-                            ({"reduction": "none"}, "reduction"),
+                            ({"mode": "multiclass", "reduction": "none"},
+                             "reduction: none needs mode binary or multilabel"),
+                            ({"mode": "multilabel", "reduction": "none", "include_background": False},
+                             "reduction: none scores every channel"),
                             ({"label_smoothing": 0.5}, "label_smoothing")]:
         with pytest.raises(ParamsError, match=message):
             create("dice_bce", **params)
@@ -252,6 +312,23 @@ def test_new_options_under_float16_autocast_on_cpu(name, options):
     logits = (torch.randn(2, 3, 64, 64, generator=g) * 4).requires_grad_(True)
     target = torch.randint(0, 3, (2, 64, 64), generator=g)
     loss = create(name, mode="multiclass", **options)
+    with torch.autocast("cpu", dtype=torch.float16):
+        value = loss(logits.half(), target)
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    torch.testing.assert_close(value, loss(logits.half().float(), target), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", REGION_LOSSES)
+@pytest.mark.parametrize("mode,options", [("binary", {}), ("binary", {"log_loss": True}),
+                                          ("multilabel", {"include_background": False}),
+                                          ("multilabel", {"reduction": "sum", "regions": "image"})])
+def test_sigmoid_modes_under_float16_autocast_on_cpu(name, mode, options):
+    g = torch.Generator().manual_seed(17)
+    channels = 1 if mode == "binary" else 3
+    logits = (torch.randn(2, channels, 64, 64, generator=g) * 4).requires_grad_(True)
+    target = (torch.rand(2, channels, 64, 64, generator=g) > 0.6).float()
+    loss = create(name, mode=mode, **options)
     with torch.autocast("cpu", dtype=torch.float16):
         value = loss(logits.half(), target)
     value.backward()

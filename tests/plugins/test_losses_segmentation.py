@@ -343,14 +343,35 @@ def test_multiclass_index_targets_without_one_hot_pass_gradcheck(name, regions):
         assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
 
 
-@pytest.mark.parametrize("name", ["dice", "iou"])
-def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name):
-    """float32 binary with the defaults is one autograd node with closed-form derivatives;
-    against the float64 general path (soft targets, so the target's gradient counts too)."""
+@pytest.mark.parametrize("classes", [3, 20])
+def test_softmax_index_sums_gradient_with_many_classes_and_a_retained_graph(classes):
+    """The fused softmax backward writes into its forward buffer (class by class up to 16
+    classes, at once above): same gradient as the one-hot path, and again on a second
+    backward through a retained graph."""
+    g = torch.Generator().manual_seed(15)
+    logits = torch.randn(2, classes, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, classes, (2, 5, 5), generator=g)
+    onehot = F.one_hot(target, classes).permute(0, 3, 1, 2).double()
+    for name in REGION_LOSSES:
+        loss = create(name, mode="multiclass")
+        value = loss(logits, target)
+        (first,) = torch.autograd.grad(value, logits, retain_graph=True)
+        (second,) = torch.autograd.grad(value, logits)
+        (dense,) = torch.autograd.grad(loss(logits, onehot), logits)
+        torch.testing.assert_close(first, dense)
+        torch.testing.assert_close(second, dense)
+
+
+@pytest.mark.parametrize("name,options", [("dice", {}), ("iou", {}), ("dice_bce", {}),
+                                          ("dice_bce", {"bce_weight": 0.3, "dice_weight": 1.7})])
+def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(name, options):
+    """float32 binary with the defaults is one autograd node with closed-form derivatives
+    (dice_bce: its BCE term too); against the float64 general path (soft targets, so the
+    target's gradient counts too)."""
     g = torch.Generator().manual_seed(14)
     logits = (torch.randn(4, 1, 8, 8, generator=g) * 3).requires_grad_(True)
     target = torch.rand(4, 1, 8, 8, generator=g).requires_grad_(True)
-    loss = create(name, smooth=0.5)
+    loss = create(name, smooth=0.5, **options)
     value = loss(logits, target)
     grads = torch.autograd.grad(value * 2.5, (logits, target))
     x64, t64 = logits.detach().double().requires_grad_(True), target.detach().double().requires_grad_(True)
@@ -360,3 +381,16 @@ def test_binary_one_node_path_matches_the_general_path_in_value_and_gradient(nam
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got, want.float())
     assert value.grad_fn.name() == "BinaryRegionLossBackward"
+    # logits only (the gradient is written into the forward's buffer), twice through a retained graph
+    value = loss(logits, target.detach())
+    (first,) = torch.autograd.grad(value, logits, retain_graph=True)
+    (second,) = torch.autograd.grad(value, logits)
+    (want,) = torch.autograd.grad(loss(x64, t64.detach()), x64)
+    torch.testing.assert_close(first, want.float())
+    torch.testing.assert_close(second, want.float())
+    # score 0 (smooth_nr 0, nothing true overlaps): dS/dP is 0 and the in-place form is skipped
+    empty = torch.zeros_like(target.detach())
+    loss = create(name, smooth_nr=0.0, smooth_dr=1.0, **options)
+    (got,) = torch.autograd.grad(loss(logits, empty), logits)
+    (want,) = torch.autograd.grad(loss(x64, empty.double()), x64)
+    torch.testing.assert_close(got, want.float())

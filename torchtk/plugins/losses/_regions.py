@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchtk.plugins.losses._inputs import LossInputError, class_indices, same_shape, shape_text
+from torchtk.plugins.losses._logistic import bce_terms, binary_cross_entropy_with_logits, fast_here
 
 
 def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -105,28 +106,80 @@ class SigmoidSums(torch.autograd.Function):
         return grad_x, grad_target
 
 
+def host_scalars(*values: torch.Tensor) -> tuple:
+    """0-dim CPU tensors as Python floats (reading them costs no device sync there), so
+    the score's scalar arithmetic is a few float operations instead of a dozen dispatched
+    tensor ops; on other devices the tensors stay where they are."""
+    if values[0].device.type == "cpu":
+        return tuple(value.item() for value in values)
+    return values
+
+
 class BinaryRegionLoss(torch.autograd.Function):
-    """The binary fast path in one autograd node: ``1 - S(I, P, T)`` of ``p = sigmoid(x)``
-    over 1-D ``x`` and ``t``, with the score's partial derivatives in closed form
-    (``score_grads`` of the loss), so no scalar op of the formula records a node."""
+    """The binary fast path in one autograd node: ``dice_weight * (1 - S(I, P, T))`` of
+    ``p = sigmoid(x)`` over 1-D ``x`` and ``t``, with the score's partial derivatives in
+    closed form (``score_grads`` of the loss), so no scalar op of the formula records a
+    node; ``bce_weight > 0`` adds that times the mean BCE with logits (``dice_bce``), whose
+    gradient ``(p - t) / n`` shares the same sigmoid. Without the BCE term the gradient
+    ``(a t + b) p (1 - p)`` is written into the forward's ``p`` buffer, which nothing else
+    holds (one input-sized allocation per call; a retained graph's second backward
+    recomputes ``p``)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor, loss: "RegionLoss") -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, target: torch.Tensor, loss: "RegionLoss",
+                dice_weight: float = 1.0, bce_weight: float = 0.0) -> torch.Tensor:
         prob = torch.sigmoid(x)
-        inter, pred, true = torch.dot(prob, target), prob.sum(), target.sum()
+        inter, pred, true = host_scalars(torch.dot(prob, target), prob.sum(), target.sum())
         score, d_inter, d_pred, d_true = loss.score_grads(inter, pred, true)
-        ctx.save_for_backward(prob, target, d_inter, d_pred, d_true)
-        return 1 - score
+        value = dice_weight * (1 - score)
+        ctx.bce = bce_weight / max(x.numel(), 1) if bce_weight else 0.0
+        if ctx.bce:
+            total = (bce_terms(x, target).sum() if fast_here(x)
+                     else F.binary_cross_entropy_with_logits(x, target, reduction="sum"))
+            value = value + ctx.bce * total
+        ctx.save_for_backward(x, target)
+        ctx.prob = prob
+        ctx.d_inter, ctx.d_pred, ctx.d_true = -dice_weight * d_inter, -dice_weight * d_pred, -dice_weight * d_true
+        return torch.as_tensor(value, dtype=x.dtype) if isinstance(value, float) else value
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        prob, target, d_inter, d_pred, d_true = ctx.saved_tensors
+        x, target = ctx.saved_tensors
+        prob, ctx.prob = ctx.prob, None
+        if prob is None:  # the graph was retained and this is a later backward
+            prob = torch.sigmoid(x)
+        (g,) = host_scalars(grad)
+        scale, shift = g * ctx.d_inter, g * ctx.d_pred
         grad_x = grad_target = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.sigmoid_backward((target * (-grad * d_inter)).add_(-grad * d_pred), prob)
-        if ctx.needs_input_grad[1]:
-            grad_target = (prob * (-grad * d_inter)).add_(-grad * d_true)
-        return grad_x, grad_target, None
+        if ctx.needs_input_grad[1]:  # first: it needs p
+            grad_target = affine(prob, scale, g * ctx.d_true)
+            if ctx.bce:
+                grad_target = add_scaled(grad_target, x, -g * ctx.bce)
+        if not ctx.needs_input_grad[0]:
+            return None, grad_target, None, None, None
+        if not ctx.bce and isinstance(shift, float) and shift != 0:
+            # p <- p (1 - p), then shift p + scale p t, in place
+            grad_x = prob.addcmul_(prob, prob, value=-1).mul_(shift).addcmul_(prob, target, value=scale / shift)
+        else:
+            grad_x = affine(target, scale, shift)
+            grad_x = torch.ops.aten.sigmoid_backward.grad_input(grad_x, prob, grad_input=grad_x)
+            if ctx.bce:
+                grad_x = add_scaled(add_scaled(grad_x, prob, g * ctx.bce), target, -g * ctx.bce)
+        return grad_x, grad_target, None, None, None
+
+
+def affine(tensor: torch.Tensor, scale: Any, shift: Any) -> torch.Tensor:
+    """``scale * tensor + shift``: one pass with host floats (``add`` with ``alpha``), two otherwise."""
+    if isinstance(scale, float):
+        return torch.add(torch.tensor(shift, dtype=tensor.dtype), tensor, alpha=scale)
+    return torch.mul(tensor, scale).add_(shift)
+
+
+def add_scaled(total: torch.Tensor, tensor: torch.Tensor, scale: Any) -> torch.Tensor:
+    """``total += scale * tensor`` in place, without a temporary for host floats."""
+    if isinstance(scale, float):
+        return total.add_(tensor, alpha=scale)
+    return total.add_(tensor * scale)
 
 
 class IndexSums(torch.autograd.Function):
@@ -167,36 +220,64 @@ class SoftmaxIndexSums(torch.autograd.Function):
     With ``g = dL/dP_c + dL/dI_c [t = c]`` per pixel and class, the softmax backward is
     ``p_k (g_k - A)`` with ``A = sum_c p_c g_c = p · dL/dP + p_t dL/dI_t``: one batched
     matrix product and two elementwise passes, instead of torch's softmax backward over a
-    strided class axis (the slowest kernel of the multiclass losses on CPU).
+    strided class axis (the slowest kernel of the multiclass losses on CPU). The gradient
+    is written into the forward's probability buffer, which nothing else holds (one
+    logits-sized allocation per call instead of two: a fresh one costs page faults on first
+    touch); a second backward through a retained graph recomputes the softmax.
+
+    ``log_p=True`` also returns ``log p_t`` per pixel (N, S) for ``dice_bce``'s cross
+    entropy, from the same softmax: ``x_t - max x + log(max p)`` (``max p >= 1/C``, so it
+    stays exact where ``p_t`` underflows). Its gradient ``g_l ([c = t] - p)`` joins the
+    same two passes (``A += g_l``, and ``g_l`` scattered with ``p_t dL/dI_t``).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, indices: torch.Tensor,
-                image: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(ctx: Any, x: torch.Tensor, indices: torch.Tensor, image: bool,
+                log_p: bool = False) -> tuple[torch.Tensor, ...]:
         n, c = x.shape[:2]
         prob = torch.softmax(x, 1)
-        picked = prob.gather(1, indices.unsqueeze(1)).squeeze(1)
+        index = indices.unsqueeze(1)
+        picked = prob.gather(1, index).squeeze(1)
         inter = prob.new_zeros(n, c).scatter_add_(1, indices, picked)
         offsets = indices + torch.arange(0, n * c, c, device=indices.device).unsqueeze(1)
         true = torch.bincount(offsets.reshape(-1), minlength=n * c).reshape(n, c).to(prob.dtype)
         pred = prob.sum(2)
-        ctx.save_for_backward(prob, indices, picked)
-        ctx.image = image
-        if image:
-            return inter, pred, true
-        return inter.sum(0), pred.sum(0), true.sum(0)
+        ctx.save_for_backward(x, indices, picked)
+        ctx.prob, ctx.image = prob, image
+        sums = (inter, pred, true) if image else (inter.sum(0), pred.sum(0), true.sum(0))
+        if not log_p:
+            return sums
+        log_p_t = x.gather(1, index).sub_(x.amax(1, keepdim=True)).add_(prob.amax(1, keepdim=True).log_())
+        return (*sums, log_p_t.squeeze(1))
 
     @staticmethod
-    def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor) -> tuple:
-        prob, indices, picked = ctx.saved_tensors
+    def backward(ctx: Any, g_inter: torch.Tensor, g_pred: torch.Tensor, g_true: torch.Tensor,
+                 g_log_p: Optional[torch.Tensor] = None) -> tuple:
+        x, indices, picked = ctx.saved_tensors
+        prob, ctx.prob = ctx.prob, None
+        if prob is None:  # the graph was retained and this is a later backward
+            prob = torch.softmax(x, 1)
         n, c = prob.shape[:2]
         if not ctx.image:
             g_inter, g_pred = g_inter.expand(n, c), g_pred.expand(n, c)
+        g_pred = g_pred.to(prob.dtype)
         true_grad = picked * g_inter.gather(1, indices)  # p_t dL/dI_t, (N, S)
-        mean = torch.bmm(g_pred.unsqueeze(1).to(prob.dtype), prob).squeeze(1).add_(true_grad)  # A, (N, S)
-        grad = (g_pred.unsqueeze(2).to(prob.dtype) - mean.unsqueeze(1)).mul_(prob)
-        grad.scatter_add_(1, indices.unsqueeze(1), true_grad.unsqueeze(1))
-        return grad, None, None
+        mean = torch.bmm(g_pred.unsqueeze(1), prob).squeeze(1).add_(true_grad)  # A, (N, S)
+        if g_log_p is not None:
+            mean, true_grad = mean.add_(g_log_p), true_grad.add_(g_log_p)
+        scale_in_place(prob, g_pred, mean)
+        return prob.scatter_add_(1, indices.unsqueeze(1), true_grad.unsqueeze(1)), None, None, None
+
+
+def scale_in_place(prob: torch.Tensor, per_class: torch.Tensor, per_pixel: torch.Tensor) -> None:
+    """``prob *= per_class[:, :, None] - per_pixel[:, None]`` without a temporary of
+    ``prob``'s size: one class at a time for the usual few classes."""
+    if prob.shape[1] > 16:
+        prob.mul_(per_class.unsqueeze(2) - per_pixel.unsqueeze(1))
+        return
+    factor = torch.empty_like(per_pixel)
+    for k in range(prob.shape[1]):
+        prob[:, k].mul_(torch.sub(per_class[:, k:k + 1], per_pixel, out=factor))
 
 
 @dataclass
@@ -327,10 +408,7 @@ class RegionLoss(nn.Module):
                 sums = SoftmaxIndexSums.apply(batch.logits, batch.indices, image)
             else:
                 sums = IndexSums.apply(batch.prob, batch.indices, image)
-            if self._all_channels:
-                return sums
-            chosen = self.channels(batch.logits.shape[1])
-            return tuple(value[..., chosen] for value in sums)
+            return self.scored(sums, batch.logits.shape[1])
         prob, target, mask = batch.prob, batch.dense_target(), batch.mask
         if not self._all_channels:
             chosen = self.channels(prob.shape[1])
@@ -343,6 +421,13 @@ class RegionLoss(nn.Module):
         if self.regions == "batch" and mask is None and prob.shape[1] == 1:
             return RegionSums.apply(prob.reshape(-1), target.reshape(-1), None, None)
         return RegionSums.apply(prob, target, mask, dims)
+
+    def scored(self, sums: tuple, channel_count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The region sums of the channels scored (all, all but 0, or ``classes``)."""
+        if self._all_channels:
+            return tuple(sums)
+        chosen = self.channels(channel_count)
+        return tuple(value[..., chosen] for value in sums)
 
     def option_sums(self, prob: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor],
                     dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -422,9 +507,13 @@ class RegionLoss(nn.Module):
             return SigmoidSums.apply(output.reshape(-1), target.reshape(-1))
         return RegionSums.apply(output.reshape(-1), target.reshape(-1), None, None)
 
+    def one_node_fits(self, output: torch.Tensor, target: torch.Tensor) -> bool:
+        """float32 tensors of one shape, no autocast: what the one-node binary path takes."""
+        return (output.dtype is torch.float32 and target.dtype is torch.float32 and output.shape == target.shape
+                and not torch.is_autocast_enabled(output.device.type))
+
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if (self._one_node and output.dtype == torch.float32 and target.dtype == torch.float32
-                and output.shape == target.shape and not torch.is_autocast_enabled(output.device.type)):
+        if self._one_node and self.one_node_fits(output, target):
             return BinaryRegionLoss.apply(output.reshape(-1), target.reshape(-1), self)
         sums = self.fast_sums(output, target)
         if sums is not None:
@@ -502,6 +591,8 @@ class DiceBCELoss(DiceLoss):
         super().__init__(**options)
         self.bce_weight, self.dice_weight = bce_weight, dice_weight
         self.pos_weight, self.label_smoothing = pos_weight, label_smoothing
+        # BCE and Dice in the one binary node: the BCE term needs plain targets and no pos_weight
+        self._one_node_bce = self._one_node and pos_weight is None and not label_smoothing
 
     def extra_repr(self) -> str:
         extra = f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, "
@@ -510,26 +601,37 @@ class DiceBCELoss(DiceLoss):
         return extra + super().extra_repr()
 
     def binary_cross_entropy(self, batch: Prepared) -> torch.Tensor:
+        """BCE averaged over the pixels that count (``sum``: summed; ``none``: averaged
+        within each region, the Dice term's shape)."""
         x, t, mask = batch.logits, batch.target, batch.mask
         if self.label_smoothing:
             t = t * (1 - 2 * self.label_smoothing) + self.label_smoothing  # smp: 1 -> 1 - e, 0 -> e
+        per_region = self.reduction == "none"
         total = self.reduction == "sum" or mask is not None
+        reduction = "none" if per_region else ("sum" if total else "mean")
         if not self.from_logits:
-            value = F.binary_cross_entropy(x, t, weight=mask, reduction="sum" if total else "mean")
+            value = F.binary_cross_entropy(x, t, weight=mask, reduction=reduction)
         else:
-            pos_weight = None
-            if self.pos_weight is not None:
-                pos_weight = torch.as_tensor(self.pos_weight, dtype=x.dtype, device=x.device)
-                if pos_weight.ndim:
-                    if pos_weight.numel() != x.shape[1]:
-                        raise LossInputError(f"loss 'dice_bce': pos_weight has {pos_weight.numel()} values but "
-                                             f"the output has {x.shape[1]} channels")
-                    pos_weight = pos_weight.reshape(1, -1, 1)
-            value = F.binary_cross_entropy_with_logits(x, t, weight=mask, pos_weight=pos_weight,
-                                                       reduction="sum" if total else "mean")
+            value = binary_cross_entropy_with_logits(x, t, weight=mask, pos_weight=self.bce_pos_weight(x),
+                                                     reduction=reduction)
+        if per_region:
+            dims = (0, 2) if self.regions == "batch" else (2,)
+            return value.mean(dims) if mask is None else value.sum(dims) / mask.sum(dims).clamp_min(1)
         if mask is None or self.reduction == "sum":
             return value
         return value / mask.sum().clamp_min(1)
+
+    def bce_pos_weight(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """``pos_weight`` as a tensor broadcasting over ``(N, C, S)``, or None."""
+        if self.pos_weight is None:
+            return None
+        pos_weight = torch.as_tensor(self.pos_weight, dtype=x.dtype, device=x.device)
+        if pos_weight.ndim:
+            if pos_weight.numel() != x.shape[1]:
+                raise LossInputError(f"loss 'dice_bce': pos_weight has {pos_weight.numel()} values but "
+                                     f"the output has {x.shape[1]} channels")
+            pos_weight = pos_weight.reshape(1, -1, 1)
+        return pos_weight
 
     def cross_entropy(self, batch: Prepared) -> torch.Tensor:
         """Softmax cross entropy; label smoothing e as torch's: the target becomes
@@ -556,11 +658,22 @@ class DiceBCELoss(DiceLoss):
         return value / count
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self._one_node_bce and self.one_node_fits(output, target):
+            return BinaryRegionLoss.apply(output.reshape(-1), target.reshape(-1), self,
+                                          self.dice_weight, self.bce_weight)
         with full_precision(output):
             batch = self.prepare(output, target)
-            inter, pred, true = self.sums(batch)
-            dice = self.reduce(self.region_loss(inter, pred, true), true, batch.logits.shape[1])
-            return self.bce_weight * self.cross_entropy(batch) + self.dice_weight * dice
+            channels = batch.logits.shape[1]
+            if batch.prob is None and not self.label_smoothing:
+                # multiclass logits and class indices: the cross entropy from the Dice term's softmax
+                *sums, log_p_t = SoftmaxIndexSums.apply(batch.logits, batch.indices, self.regions == "image", True)
+                inter, pred, true = self.scored(sums, channels)
+                cross_entropy = -(log_p_t.sum() if self.reduction == "sum" else log_p_t.mean())
+            else:
+                inter, pred, true = self.sums(batch)
+                cross_entropy = self.cross_entropy(batch)
+            dice = self.reduce(self.region_loss(inter, pred, true), true, channels)
+            return self.bce_weight * cross_entropy + self.dice_weight * dice
 
 
 LOSSES = {"dice": DiceLoss, "iou": IoULoss, "tversky": TverskyLoss, "dice_bce": DiceBCELoss}

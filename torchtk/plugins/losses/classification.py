@@ -38,6 +38,18 @@ class FocalParams(Params):
     ``reduction: sum`` gives ``sum(factor * CE) / sum(factor)``; smp's mean divides that
     once more by the element count). Both equal smp's ``FocalLoss`` (tests compute both).
     ``class_weights`` (multilabel) and ``include_background`` follow the region losses.
+
+    Multiclass against MONAI's ``FocalLoss(use_softmax=True)``: MONAI's mean runs over
+    classes as well as pixels (its value is this loss divided by C), its scalar ``alpha``
+    weighs the background ``1 - alpha`` and every other class ``alpha`` (here: ``alpha``
+    as the list ``[1 - a, a, ..., a]``), and its ``include_background=False`` drops
+    channel 0 *before* the softmax, so the background logit leaves the model's
+    probabilities altogether. Here the softmax always covers every class (as MONAI's own
+    ``DiceLoss(softmax=True)`` does, and as cross entropy does) and
+    ``include_background: false`` leaves out the terms of background pixels, which still
+    count in the mean. MONAI's value is this loss on ``output[:, 1:]``, with background
+    pixels ignored, summed and divided by ``N (C - 1)`` times the pixels. Tests compute all
+    three relations.
     """
 
     mode: Literal["binary", "multiclass", "multilabel"] = Field(
@@ -150,12 +162,14 @@ def focal_loss(params: FocalParams):
 
 def soft_bce_loss(params: SoftBCEParams):
     import torch
-    import torch.nn.functional as F
 
     from torchtk.plugins.losses._inputs import LossInputError, same_shape
+    from torchtk.plugins.losses._logistic import BCEWithLogits, binary_cross_entropy_with_logits, fast_here
 
     e, ignore, reduction = params.label_smoothing, params.ignore_index, params.reduction
     pos_weights: dict = {}
+    # the defaults (and label smoothing) on CPU: straight to the one-node BCE, no option handling per call
+    direct = ignore is None and params.pos_weight is None
 
     def pos_weight(like: torch.Tensor) -> Optional[torch.Tensor]:
         if params.pos_weight is None:
@@ -172,6 +186,8 @@ def soft_bce_loss(params: SoftBCEParams):
         return weight
 
     def soft_bce(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if direct and output.shape == target.shape and output.dtype is target.dtype and fast_here(output):
+            return BCEWithLogits.apply(output, target * (1 - 2 * e) + e if e else target, None, reduction)
         output, target = same_shape("soft_bce", output, target)
         target = target.reshape(output.shape)
         keep = None
@@ -183,9 +199,9 @@ def soft_bce_loss(params: SoftBCEParams):
         if e:
             target = target * (1 - 2 * e) + e
         plain_mean = reduction == "mean" and keep is None  # torch's own mean: no extra division node
-        loss = F.binary_cross_entropy_with_logits(output, target, weight=keep, pos_weight=pos_weight(output),
-                                                  reduction="mean" if plain_mean else
-                                                  ("none" if reduction == "none" else "sum"))
+        loss = binary_cross_entropy_with_logits(output, target, weight=keep, pos_weight=pos_weight(output),
+                                                reduction="mean" if plain_mean else
+                                                ("none" if reduction == "none" else "sum"))
         if reduction != "mean" or plain_mean:
             return loss
         return loss / (output.numel() if keep is None else keep.sum().clamp_min(1))
@@ -198,9 +214,10 @@ def batch_focal_loss(params: BatchFocalParams):
     import torch.nn.functional as F
 
     from torchtk.plugins.losses._inputs import same_shape
+    from torchtk.plugins.losses._logistic import binary_cross_entropy_with_logits
 
     alpha, gamma = params.alpha, params.gamma
-    bce = F.binary_cross_entropy_with_logits if params.from_logits else F.binary_cross_entropy
+    bce = binary_cross_entropy_with_logits if params.from_logits else F.binary_cross_entropy
 
     def batch_focal(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         output, target = same_shape("batch_focal", output, target)

@@ -76,6 +76,12 @@ def reduce_boxes(loss, reduction: str):
     return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
 
 
+def pair_product(pairs):
+    """``pairs[..., 0] * pairs[..., 1]``: the area of (width, height) pairs."""
+    width, height = pairs.unbind(-1)
+    return width * height
+
+
 def box_iou_loss(params: BoxIoUParams):
     import torch
 
@@ -88,14 +94,15 @@ def box_iou_loss(params: BoxIoUParams):
             output = output.float()  # float16 areas overflow (torchvision upcasts the same way)
         if target.dtype is not output.dtype:  # no dispatcher call when they agree (the usual case)
             target = target.to(output.dtype)
-        # corners as (x, y) pairs: half the kernels of one op per coordinate; narrow() is
-        # the direct call for [..., :2] / [..., 2:] (no index parsing)
-        out_low, out_high, tgt_low, tgt_high = (box.narrow(-1, start, 2) for box in (output, target)
-                                                for start in (0, 2))
+        # corners as (x, y) pairs: half the kernels of one op per coordinate. unbind() splits
+        # them with one backward node (a stack), where slicing gives one zero-filled copy per
+        # slice; and a pair's product is one multiply, where prod()'s backward checks for zeros
+        out_low, out_high = output.unflatten(-1, (2, 2)).unbind(-2)
+        tgt_low, tgt_high = target.unflatten(-1, (2, 2)).unbind(-2)
         low, high = torch.maximum(out_low, tgt_low), torch.minimum(out_high, tgt_high)
-        inter = (high - low).clamp_min(0).prod(-1)
-        area_out = (out_high - out_low).prod(-1)
-        area_tgt = (tgt_high - tgt_low).prod(-1)
+        inter = pair_product((high - low).clamp_min(0))
+        area_out = pair_product(out_high - out_low)
+        area_tgt = pair_product(tgt_high - tgt_low)
         den = torch.minimum(area_out, area_tgt) if use_min else area_out + area_tgt - inter
         return reduce_boxes(1 - inter / (den + eps), reduction)
 

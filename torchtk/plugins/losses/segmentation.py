@@ -147,8 +147,16 @@ TP = ``sum(p * t)``, FP = ``sum(p * (1 - t))``, FN = ``sum((1 - p) * t)``.
 alpha = beta = 0.5 is Dice; alpha = beta = 1 is IoU; beta > alpha punishes missed
 foreground more (recall-oriented). gamma = 1 is the plain Tversky loss (the tutorial's
 ``TverskyLoss``; MONAI's ``TverskyLoss`` with the same smooth_nr/smooth_dr); other
-values give the tutorial's ``FocalTverskyLoss`` (gamma per region; smp raises the
-mean to gamma instead).
+values give the focal Tversky loss.
+
+gamma acts on each region's loss before the reduction: ``mean_r(L_r ** gamma)``, the
+tutorial's ``FocalTverskyLoss`` and the per-class form of Abraham & Khan (2019) (their
+exponent ``1/γ`` is this ``gamma``; they sum over classes where this averages).
+segmentation_models_pytorch's
+``TverskyLoss(gamma=g)`` raises the mean instead, ``mean_r(L_r) ** g``: the same value
+for one region (binary, ``regions: batch``), different with several classes (its value is
+``reduction: none``'s mean to the power g). MONAI's ``TverskyLoss`` has no focal
+exponent. Tests compute both sides.
 """ + _LAYOUT
 
     alpha: float = Field(0.5, ge=0, description="Weight of false positives.")
@@ -170,11 +178,18 @@ act on it only; CE always covers every channel, as in MONAI). ``bce_weight`` and
 ``dice_weight`` are MONAI's ``lambda_ce`` and ``lambda_dice``: with ``smooth: s`` this equals
 MONAI's ``DiceCELoss(smooth_nr=s, smooth_dr=s, batch=True)``, and the sum of smp's
 ``SoftBCEWithLogitsLoss`` and ``DiceLoss(smooth=s/2)`` with ``empty_target: zero``.
+
+``reduction: none`` (binary and multilabel) returns one value per region, the Dice term's
+shape (C,) or (N, C): ``bce_weight * BCE_r + dice_weight * Dice_r`` with ``BCE_r`` the BCE
+averaged over region r's pixels, so without ignored pixels and class weights the mean of
+the values is the ``mean`` reduction. Multiclass has no ``none``: its softmax cross entropy is one term per
+pixel, not one per class (MONAI's ``DiceCELoss`` has no ``none`` either).
 """ + _LAYOUT
 
-    reduction: Literal["mean", "sum"] = Field(
-        "mean", description="mean: CE over pixels and Dice over regions averaged; sum: both summed (MONAI's). "
-                            "The two terms have different shapes, so there is no none.")
+    reduction: Literal["mean", "sum", "none"] = Field(
+        "mean", description="mean: CE over pixels and Dice over regions averaged; sum: both summed (MONAI's); "
+                            "none (binary/multilabel): per region, Dice plus the BCE averaged over that "
+                            "region's pixels, shape (C,) or (N, C).")
     bce_weight: float = Field(1.0, ge=0, description="Weight of the cross-entropy term (MONAI's lambda_ce).")
     dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice term (MONAI's lambda_dice).")
     pos_weight: Optional[Union[float, list[float]]] = Field(
@@ -185,6 +200,13 @@ MONAI's ``DiceCELoss(smooth_nr=s, smooth_dr=s, batch=True)``, and the sum of smp
 
     @model_validator(mode="after")
     def _pos_weight_fits(self) -> "DiceBCEParams":
+        if self.reduction == "none":
+            if self.mode == "multiclass":
+                raise ValueError("reduction: none needs mode binary or multilabel (softmax cross entropy is one "
+                                 "term per pixel, not one per class)")
+            if not self.include_background or self.classes is not None:
+                raise ValueError("reduction: none scores every channel (the BCE covers them all); leave "
+                                 "include_background and classes at their defaults")
         if self.pos_weight is None:
             return self
         if self.mode == "multiclass":

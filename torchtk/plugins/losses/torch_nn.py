@@ -31,8 +31,10 @@ from torchtk import Component, hookimpl
 
 # name -> (torch.nn class, one-line summary, calling convention)
 TORCH_LOSSES: dict[str, tuple[str, str, str]] = {
-    "bce_with_logits": ("BCEWithLogitsLoss", "Binary cross entropy on logits (sigmoid + BCE, numerically stable).", "pair"),
-    "bce": ("BCELoss", "Binary cross entropy on probabilities.", "pair"),
+    "bce_with_logits": ("BCEWithLogitsLoss", "Binary cross entropy on logits (sigmoid + BCE, numerically stable); "
+                                             "label smoothing, ignore_index: soft_bce.", "pair"),
+    "bce": ("BCELoss", "Binary cross entropy on probabilities (on logits with label smoothing, ignore_index: "
+                       "soft_bce).", "pair"),
     "cross_entropy": ("CrossEntropyLoss", "Softmax cross entropy on class logits, with label smoothing and ignore_index.", "pair"),
     "nll": ("NLLLoss", "Negative log-likelihood on log-probabilities.", "pair"),
     "mse": ("MSELoss", "Mean squared error (L2).", "pair"),
