@@ -24,7 +24,7 @@ MAX_CUDA_INDEX = 127  # torch keeps a device index in 8 bits: cuda:128 would sil
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ComponentRef(_Strict):
