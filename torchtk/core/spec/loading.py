@@ -15,6 +15,7 @@ anything expands it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -85,7 +86,7 @@ def _read_text(path: Path) -> str:
 
 def _parse_json(text: str, path: Path) -> tuple[Any, SourceMap]:
     try:
-        data = json.loads(text, parse_constant=_no_nan)
+        data = json.loads(text, parse_constant=_no_nan, parse_int=functools.partial(_int, text, path))
         return data, json_source_map(text)
     except json.JSONDecodeError as exc:
         raise UserInputError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
@@ -147,6 +148,14 @@ def _spec_yaml_loader() -> Any:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    def construct_int(loader: Any, node: Any) -> Any:
+        try:
+            return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the integer {shorten(node.value, 20)} has too many digits", node.start_mark) from None
+
+    SpecLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
     SpecLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
@@ -199,6 +208,18 @@ def _bounded_composer() -> type:
                                     "values (an alias bomb?); write the spec out instead", event.start_mark)
 
     return BoundedComposer
+
+
+def _int(text: str, path: Path, digits: str) -> int:
+    """An integer of the JSON text; one with more digits than Python converts is an
+    input error at its line and column."""
+    try:
+        return int(digits)
+    except ValueError:
+        offset = text.find(digits)
+        line, column = text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+        raise UserInputError(f"{path}:{line}:{column}: malformed JSON: the integer {shorten(digits, 20)} has too "
+                             "many digits") from None
 
 
 def _no_nan(constant: str) -> Any:

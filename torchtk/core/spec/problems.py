@@ -25,14 +25,20 @@ UNKNOWN_KEY = "unknown key"
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+_PLAIN_KEY = re.compile(r"^[^.\[\]\s\"]+$")
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
-    """``("loss", 0, "params", "gamma")`` -> ``loss[0].params.gamma``."""
+    """``("loss", 0, "params", "gamma")`` -> ``loss[0].params.gamma``; a key that is empty or
+    holds a dot, a bracket, a quote or white space is written ``["a.b"]``, so every key shows."""
     text = ""
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "list[", "dict[")):
             continue
+        elif not _PLAIN_KEY.match(str(part)):
+            text += f"[{json.dumps(str(part))}]"
         else:
             text += f".{part}" if text else str(part)
     return text
