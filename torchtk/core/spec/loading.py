@@ -113,7 +113,8 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, SourceMap]:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise UserInputError(f"{path}:{line}:{column}: malformed YAML: the character {exc.character!r} is not "
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise UserInputError(f"{path}:{line}:{column}: malformed YAML: the character {character!r} is not "
                              "allowed (control characters cannot appear in YAML, even quoted; write \\x escapes "
                              "in a double-quoted string)") from None
     except yaml.YAMLError as exc:
