@@ -99,8 +99,8 @@ def mutation(draw: Any, data: Any) -> None:
     elif kind == "text":
         parent[key] = draw(TEXT | st.sampled_from(["x" * 100_000, "\x00", "\x07bell", "é" * 1000, "\ud800"]))
     elif kind == "share":  # the same object twice: YAML writes it as an anchor and an alias
-        other = draw(st.sampled_from(paths(data)))
-        parent[key] = _get(data, other) if other else copy.deepcopy(data)
+        other = draw(st.sampled_from(paths(data)[1:] or [(key,)]))  # not the root: no copy of a 3000-deep nest
+        parent[key] = _get(data, other) if other[:-1] != path[:-1] or other[-1] != key else value
     elif kind == "wrap":
         parent[key] = [value, draw(JSON_VALUES)]
     else:
@@ -201,7 +201,7 @@ def spec_texts(draw: Any) -> tuple[str, str]:
         text = (text.replace('"seed": ', '"seed": 1, "seed": ', 1) if suffix == ".json"
                 else text + "\nseed: 1\nseed: 2\n")
     elif edit == "bomb":
-        suffix, text = ".yaml", text_with_bomb(data, draw(st.integers(2, 12)), draw(st.integers(2, 12)))
+        suffix, text = ".yaml", text_with_bomb(draw(st.integers(2, 12)), draw(st.integers(2, 12)))
     elif edit == "nan":
         text = text.replace("0.01", draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", ".nan", ".inf"])))
     elif edit == "big":
@@ -211,10 +211,12 @@ def spec_texts(draw: Any) -> tuple[str, str]:
     return suffix, text
 
 
-def text_with_bomb(data: dict[str, Any], levels: int, width: int) -> str:
+def text_with_bomb(levels: int, width: int) -> str:
+    """The rings example with an alias bomb as its description (a valid spec once expanded,
+    if it were not refused)."""
     import yaml
 
-    body = yaml.safe_dump({k: v for k, v in data.items() if k != "description"}) if isinstance(data, dict) else ""
+    body = yaml.safe_dump({k: v for k, v in BASES["rings"].items() if k != "description"})
     return alias_bomb(levels, width) + f"description: *a{levels - 1}\n" + body
 
 

@@ -50,7 +50,7 @@ def split_path(path: str) -> list[str | int]:
     for name, index in _PATH_PART.findall(path):
         if index:
             parts.append(int(index))
-        elif name.isdigit():
+        elif name.isascii() and name.isdigit():  # "¹".isdigit() is true, but no index
             parts.append(int(name))
         else:
             parts.append(name)
@@ -67,7 +67,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             return []
         current = _inner_model(current.model_fields[part].annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [field.alias or name for name, field in current.model_fields.items()]  # "import", not import_
     return []
 
 

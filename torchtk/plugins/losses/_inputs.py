@@ -1,5 +1,10 @@
 """Input checks shared by the built-in losses: clear messages instead of torch's broadcasting surprises.
 
+:func:`checked` wraps every built-in loss: whatever torch raises for inputs it cannot
+use (a shape that does not fit, a dtype it has no kernel for, a tuple where a tensor
+belongs) becomes a :class:`LossInputError` naming the loss, what it was given and
+torch's reason (``tests/fuzz/test_fuzz_losses.py`` holds this for every loss).
+
 Imported only when a loss is built (the functions take tensors, but never import torch
 at module level).
 """
