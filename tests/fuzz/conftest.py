@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.fuzz.outcomes import COUNTS, RATE
@@ -26,6 +27,19 @@ settings.register_profile("ci", **_COMMON)  # examples per test: outcomes.BUDGET
 settings.register_profile("long", **_COMMON)
 if settings.get_current_profile_name() == "default":
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_up():
+    """Import torch, torchvision and every plugin before the first case, so that the memory
+    a case may add (outcomes.CASE_MEGABYTES) measures the case, not the imports."""
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+
+    import torchtk
+
+    torchtk.load_spec("rings")
+    torchtk.load_spec("shapes-dice")
 
 
 def pytest_terminal_summary(terminalreporter):

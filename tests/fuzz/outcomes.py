@@ -1,15 +1,17 @@
 """What one fuzz case may end in, counted: the one definition the fuzz tests share.
 
 A case is **accepted** (a valid spec, a number, a finite scalar loss) or **rejected**
-with an input error; anything else, including running past :data:`CASE_SECONDS`, is
-**other**, which is counted and then fails the test (hypothesis shrinks it and prints
-the smallest input that does it).
+with an input error; anything else, including running past :data:`CASE_SECONDS` or
+raising the process's peak memory by more than :data:`CASE_MEGABYTES`, is **other**,
+which is counted and then fails the test (hypothesis shrinks it and prints the
+smallest input that does it).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import resource
 import signal
 import time
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from hypothesis import settings
 COUNTS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 RATE: dict[str, float] = collections.defaultdict(float)  # seconds spent per suite, for cases per second
 CASE_SECONDS = 20  # one case of any suite; a spec is validated in milliseconds
+CASE_MEGABYTES = 512  # what one case may add to the peak memory of the process (the alias bomb took 5.8 GB)
 
 # examples per test and profile: ci stays under a minute on two loaded cores; long gives the
 # spec tests 100,000+ cases (drawing from tk schema compiles each component's schema once and
@@ -58,9 +61,11 @@ def case(suite: str, seconds: float = CASE_SECONDS) -> Iterator[dict[str, str]]:
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    start = time.perf_counter()
+    start, peak = time.perf_counter(), _peak_megabytes()
     try:
         yield outcome
+        grown = _peak_megabytes() - peak
+        assert grown <= CASE_MEGABYTES, f"the case raised the peak memory by {grown:,.0f} MB"
     except BaseException:
         outcome["result"] = "other"
         raise
@@ -71,3 +76,7 @@ def case(suite: str, seconds: float = CASE_SECONDS) -> Iterator[dict[str, str]]:
         signal.signal(signal.SIGALRM, previous)
         RATE[suite] += time.perf_counter() - start
         COUNTS[suite][outcome["result"]] += 1
+
+
+def _peak_megabytes() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux

@@ -6,8 +6,8 @@ and null, at most :data:`MAX_DEPTH` levels deep. :func:`data_problems` checks th
 one iterative walk (no recursion, so no ``RecursionError`` on hostile input), whatever
 the source: a JSON or YAML file, a dict, or ``--set`` values. A non-finite number
 (JSON ``1e999``, YAML ``.inf`` or ``.nan``, ``float("nan")`` in a dict) is refused at
-its spec path; no field takes one (``grad_clip``'s ``norm_type`` takes the string
-``"inf"`` for the max norm, as torch does).
+its spec path; no field takes one (a param that means infinity takes the string
+``"inf"``, as torch's norm types do).
 """
 
 from __future__ import annotations

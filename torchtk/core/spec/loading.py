@@ -109,7 +109,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, SourceMap]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise UserInputError(f"{where}: malformed YAML: {exc.problem}") from None
+        raise UserInputError(f"{where}: malformed YAML: {shorten(str(exc.problem))}") from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -126,7 +126,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, SourceMap]:
 
 def _spec_yaml_loader() -> Any:
     """A safe YAML loader that rejects duplicate keys (naming the second one) and keys
-    that are lists or mappings, bounds what aliases expand to (:class:`_BoundedComposer`)
+    that are lists or mappings, bounds what aliases expand to (:func:`_bounded_composer`)
     and reads ``1e-3`` as a number (YAML 1.1 would read it as a string)."""
     import yaml
 
