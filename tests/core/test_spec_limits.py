@@ -324,3 +324,11 @@ def test_data_problems_walk_shared_data_once_per_depth():
     assert data_problems(data) == []
     data["e"] = float("nan")
     assert data_problems(data) == [(("e",), "not a finite number (got NaN); give a finite number")]
+
+
+def test_checks_after_validation_echo_a_bounded_name_too(tk, spec_file, small_spec):
+    """Found by the long fuzz run: ``tk validate`` repeated a 100,000-character monitor."""
+    small_spec["trainer"]["monitor"] = "x" * 100_000
+    message = error_of(tk, "validate", spec_file(small_spec))
+    assert message.startswith("error: trainer.monitor: 'xxx") and "... (100,002 characters) is not logged" in message
+    assert len(message) < 500

@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from torchtk.core.errors import TorchtkError, UserInputError, sigterm_as_interrupt
+from torchtk.core.errors import TorchtkError, UserInputError, shorten, sigterm_as_interrupt
 
 app = typer.Typer(
     name="tk",
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 
 _options = {"debug": False}
+MESSAGE_SHOWN = 50_000  # characters of an error message tk prints
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output.")
 SET_OPTION = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
@@ -437,7 +438,7 @@ def _run(argv: list[str]) -> int:
     except TorchtkError as exc:
         if _options["debug"]:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shorten(str(exc), MESSAGE_SHOWN)}", file=sys.stderr)  # never megabytes of a value
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
