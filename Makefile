@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo finetune test bench clean
+.PHONY: install demo finetune test fuzz bench clean
 
 CONTRIB := $(wildcard contrib/*/pyproject.toml)
 
@@ -25,6 +25,9 @@ finetune: install  ## the fine-tuning example: write PNGs, train task A, fine-tu
 
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest -q
+
+fuzz: install  ## the long fuzz profile: 105,000 spec cases, 60,000 lr expressions, 10,000 loss calls (tests/fuzz)
+	$(BIN)/python -m pytest tests/fuzz -m fuzz --hypothesis-profile=long -p no:cacheprovider
 
 bench: install  ## performance targets, as ratios against references measured in the same run
 	$(BIN)/python benchmarks/cli_startup.py

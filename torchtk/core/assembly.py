@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 from torchtk.core.data import (Chain, TensorBatches, batch_limits, class_names, limit_batches, split_and_batch,
                                to_device)
 from torchtk.core.distributed import Placement
-from torchtk.core.errors import TorchtkError, UserInputError
+from torchtk.core.errors import TorchtkError, UserInputError, shorten
 from torchtk.core.param_groups import apply_lr_scale, check_rules, group_names, merge_groups
 from torchtk.core.run_hooks import RunHooks
 from torchtk.core.spec import ResolvedSpec, RunSpec
@@ -399,13 +399,14 @@ def check_logged(wanted: list[tuple[str, str]], available: list[str]) -> None:
     """Each ``(spec path, name)`` a part monitors must be among the run's logged names."""
     for where, name in wanted:
         if name not in available:
-            raise UserInputError(f"{where}: {name!r} is not logged by this run; logged: {', '.join(available)}")
+            raise UserInputError(f"{where}: {shorten(repr(name))} is not logged by this run; logged: "
+                                 f"{', '.join(available)}")
 
 
 def metric_per_update(index: int, ref: Any) -> UserInputError:
     """A scheduler that needs a metric was asked to step per update."""
-    return UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {ref.monitor!r}, which exists only at "
-                          "the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
+    return UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {shorten(repr(ref.monitor))}, which "
+                          "exists only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
 
 
 def _probe(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:

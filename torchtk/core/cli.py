@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from torchtk.core.errors import (BUILD_INTERRUPTED, RunInterrupted, TorchtkError, UserInputError, interrupt_signals,
-                                 interrupted, interrupted_message)
+                                 interrupted, interrupted_message, shorten)
 
 app = typer.Typer(
     name="tk",
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 
 _options = {"debug": False, "trained": False}
+MESSAGE_SHOWN = 50_000  # characters of an error message tk prints
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output.")
 SET_OPTION = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
@@ -721,7 +722,7 @@ def _dispatch(argv: list[str]) -> int:
         if interrupted() and exc.exit_code != 130:  # an error the signal caused, not the user's input
             _print_err(_interrupted(argv))
             return 130
-        _print_err(f"error: {exc}")
+        _print_err(f"error: {shorten(str(exc), MESSAGE_SHOWN)}")  # never megabytes of a value
         return exc.exit_code
     except KeyboardInterrupt:
         _print_err(_interrupted(argv))

@@ -17,7 +17,7 @@ class Params(BaseModel):
     Use ``list[...]`` rather than ``tuple[...]`` for sequences, since specs come from JSON.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class NoParams(Params):

@@ -9,6 +9,18 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+ECHO_LIMIT = 200  # characters of an offending value (or name) that a message repeats
+MESSAGE_LIMIT = 2_000  # characters of one problem's message
+PROBLEMS_SHOWN = 20  # problems an invalid spec's message lists (all are in SpecError.problems)
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text``, or its first ``limit`` characters and ``... (N characters)``: a message
+    repeats what the user wrote, never all of a value that may be megabytes long."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
 
 class TorchtkError(Exception):
     """Base class: a message meant for the user, shown without a traceback."""
@@ -37,14 +49,18 @@ class SpecError(UserInputError):
         self.source = source
         self.positions = list(positions) if positions is not None else [None] * len(problems)
         many = len(problems) > 1
+        source = shorten(source, MESSAGE_LIMIT)  # the message is bounded, whatever its parts hold
         lines = [f"{source}: {self.heading}"] if many else []
-        for (path, message), position in zip(problems, self.positions):
+        for (path, message), position in zip(problems[:PROBLEMS_SHOWN], self.positions):
+            path, message = shorten(path, MESSAGE_LIMIT), shorten(message, MESSAGE_LIMIT)
             where = f"{path}: " if path else ""
             if position is not None:
                 prefix = f"{source}:{position[0]}:{position[1]}: "
             else:
                 prefix = "" if many else f"{source}: "
             lines.append(f"{'  ' if many else ''}{prefix}{where}{message}")
+        if len(problems) > PROBLEMS_SHOWN:
+            lines.append(f"  ... and {len(problems) - PROBLEMS_SHOWN:,} more problems")
         super().__init__("\n".join(lines))
 
 

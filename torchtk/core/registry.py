@@ -26,6 +26,7 @@ from torchtk.core.errors import (
     TorchtkError,
     UnknownComponentError,
     UserInputError,
+    shorten,
 )
 from torchtk.core.plugins import PluginHost
 
@@ -54,7 +55,10 @@ def typo_distance(a: str, b: str) -> int:
 
 def closest(name: str, valid: list[str], n: int = 3) -> list[str]:
     """Up to ``n`` names close to ``name``: difflib's candidates, fewest typing edits first
-    (difflib alone ranks ``adamax`` above ``adam`` for ``adma``)."""
+    (difflib alone ranks ``adamax`` above ``adam`` for ``adma``). A name far longer than
+    any valid one is close to none (and difflib's time grows with its length)."""
+    if len(name) > 2 * max(map(len, valid), default=0) + 10:
+        return []
     candidates = difflib.get_close_matches(name, valid, n=n + 3, cutoff=0.6)
     return sorted(candidates, key=lambda c: (typo_distance(name, c), candidates.index(c)))[:n]
 
@@ -119,7 +123,7 @@ class Registry:
             spellings = [k.name for k in KINDS.values()] + [k.plural for k in KINDS.values()]
             close = difflib.get_close_matches(kind.lower(), spellings, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UserInputError(f"unknown kind {kind!r}.{hint} Valid kinds: {', '.join(KINDS)}")
+            raise UserInputError(f"unknown kind {shorten(repr(kind))}.{hint} Valid kinds: {', '.join(KINDS)}")
         return found.name
 
     def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
@@ -170,7 +174,7 @@ class Registry:
             chosen = [c for c in comps if scope in (c.plugin, c.distribution, c.plugin.removeprefix("torchtk.plugins."))]
             if not chosen:
                 raise UnknownComponentError(
-                    f"no plugin {scope!r} provides {kind} {name!r}; providers: " + _claims(comps, name))
+                    f"no plugin {shorten(repr(scope))} provides {kind} {name!r}; providers: " + _claims(comps, name))
             return chosen[0]
         winner = self._winner(comps)
         if winner is None:
@@ -184,7 +188,7 @@ class Registry:
         valid = sorted(token for (k, token) in self._tokens if k == kind)
         close = closest(name, valid)
         plural = KINDS[kind].plural
-        message = f"unknown {kind} {name!r}."
+        message = f"unknown {kind} {shorten(repr(name))}."
         if close:
             message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
         message += f" Run `tk list {plural}` to see the valid names."

@@ -39,6 +39,7 @@ from pydantic import Field, PrivateAttr, create_model, ValidationError, Validati
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from torchtk import Component, Params, TorchtkError, hookimpl
+from torchtk.core.errors import shorten
 
 if TYPE_CHECKING:
     from torchtk.core.registry import Registry
@@ -48,16 +49,27 @@ FloatOrList = Union[float, list[float]]
 # -- restricted arithmetic expressions -------------------------------------------------------
 
 MAX_EXPRESSION_LENGTH = 300
+MAX_EXPRESSION_DEPTH = 50  # nested operations and calls; "0.5 * (1 + cos(pi * epoch / 100))" has 5
 
-_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+
+def _power(base: float, exponent: float) -> float:
+    """``base ** exponent`` in floats: an overflow is an error, never a huge integer, and a
+    negative base with a fractional exponent is an error, never a complex number."""
+    return math.pow(base, exponent)
+
+
+_BINARY: dict[type, Callable[[float, float], float]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _power,
 }
-_UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_UNARY: dict[type, Callable[[float], float]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 FUNCTIONS: dict[str, Callable[..., float]] = {
     "min": min, "max": max, "abs": abs, "exp": math.exp, "log": math.log, "log10": math.log10,
     "sqrt": math.sqrt, "cos": math.cos, "sin": math.sin, "floor": math.floor, "ceil": math.ceil,
 }
+# how many arguments each function takes: (least, most); log's second is the base
+ARITY: dict[str, tuple[int, int]] = {"min": (2, MAX_EXPRESSION_LENGTH), "max": (2, MAX_EXPRESSION_LENGTH), "log": (1, 2),
+                                     **{name: (1, 1) for name in FUNCTIONS if name not in ("min", "max", "log")}}
 CONSTANTS = {"pi": math.pi, "e": math.e}
 VARIABLE = "epoch"
 EXPRESSION_HELP = (f"an expression may use numbers, {VARIABLE}, + - * / // % **, parentheses, "
@@ -75,37 +87,62 @@ def compile_expression(text: str, variable: str = VARIABLE, what: str = "lr") ->
     names the expression in error messages.
 
     Only numbers, the variable ``epoch``, ``+ - * / // % **``, unary minus, the
-    constants in :data:`CONSTANTS` and the functions in :data:`FUNCTIONS` are allowed;
-    anything else (attributes, names, subscripts, lambdas, comparisons) raises
-    :class:`ExpressionError`. Numbers are floats, so ``10 ** 10 ** 10`` overflows
-    instead of hanging. The result is a closure, never ``eval``.
+    constants in :data:`CONSTANTS` and the functions in :data:`FUNCTIONS` (with the
+    number of arguments in :data:`ARITY`) are allowed, at most
+    :data:`MAX_EXPRESSION_LENGTH` characters and :data:`MAX_EXPRESSION_DEPTH` levels of
+    nesting; anything else (attributes, names, subscripts, lambdas, comparisons)
+    raises :class:`ExpressionError`. Every value is a float, ``floor`` and ``ceil``
+    included, and ``**`` is ``math.pow``, so ``9 ** 9 ** 9`` overflows (an error) at
+    once instead of computing a huge integer, and ``(-1) ** 0.5`` is an error, not a
+    complex number. The result is a closure, never ``eval``.
     """
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
+    source = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg} at column {exc.offset}") from None
-    source = text.strip()
-    evaluate = _compile(tree.body, source, variable)
+    except (RecursionError, MemoryError, ValueError):  # nesting the parser itself refuses; a NUL character
+        raise ExpressionError(f"not a valid expression: nested deeper than {MAX_EXPRESSION_DEPTH} levels or "
+                              "not plain text") from None
+    evaluate = _compile(tree.body, source, variable, depth=0)
     factor = "learning-rate factor" if what == "lr" else f"{what} value"
 
     def lr_lambda(epoch: int) -> float:
         try:
             value = evaluate(float(epoch))
         except (ArithmeticError, ValueError) as exc:
-            raise ExpressionError(f"{what} expression {source!r} fails at {variable} {epoch}: {exc}") from None
+            raise ExpressionError(f"{what} expression {source!r} fails at {variable} {epoch}: {_failure(exc)}") from None
         if not math.isfinite(value) or value < 0:
             raise ExpressionError(f"{what} expression {source!r} gives {value} at {variable} {epoch}; a {factor} "
                                   "must be a finite number >= 0")
-        return float(value)
+        return value
 
     return lr_lambda
 
 
-def _compile(node: ast.AST, source: str, variable: str = VARIABLE) -> Callable[[float], Any]:
+def _failure(exc: Exception) -> str:
+    """What went wrong in an evaluation, in words (math's own are "math range error")."""
+    if isinstance(exc, OverflowError):
+        return "a value overflows (it is beyond the range of a float)"
+    if isinstance(exc, ZeroDivisionError):
+        return "division by zero"
+    if str(exc) == "math domain error":
+        return ("a function or ** is outside its domain (log or sqrt of a negative number, a negative number to a "
+                "fractional power, 0 to a negative power)")
+    return str(exc)
+
+
+def _compile(node: ast.AST, source: str, variable: str, depth: int) -> Callable[[float], float]:
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        value = float(node.value)
+        try:
+            value = float(node.value)
+        except OverflowError:  # an integer literal such as 0xfff...f beyond the float range
+            raise ExpressionError(f"the number {ast.get_source_segment(source, node)[:40]!r}... is beyond the range "
+                                  "of a float") from None
         return lambda epoch: value
     if isinstance(node, ast.Name):
         if node.id == variable:
@@ -116,18 +153,27 @@ def _compile(node: ast.AST, source: str, variable: str = VARIABLE) -> Callable[[
         raise ExpressionError(f"unknown name {node.id!r}; {_help(variable)}")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         op = _BINARY[type(node.op)]
-        left, right = _compile(node.left, source, variable), _compile(node.right, source, variable)
+        left, right = _compile(node.left, source, variable, depth + 1), _compile(node.right, source, variable, depth + 1)
         return lambda epoch: op(left(epoch), right(epoch))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        op, operand = _UNARY[type(node.op)], _compile(node.operand, source, variable)
+        op, operand = _UNARY[type(node.op)], _compile(node.operand, source, variable, depth + 1)
         return lambda epoch: op(operand(epoch))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
-        if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
-            raise ExpressionError(f"{node.func.id}() takes positional arguments only")
-        function, args = FUNCTIONS[node.func.id], [_compile(a, source, variable) for a in node.args]
-        return lambda epoch: function(*(a(epoch) for a in args))
+        return _compile_call(node, source, variable, depth)
     snippet = ast.get_source_segment(source, node) or type(node).__name__
     raise ExpressionError(f"{snippet!r} is not allowed; {_help(variable)}")
+
+
+def _compile_call(node: ast.Call, source: str, variable: str, depth: int) -> Callable[[float], float]:
+    name = node.func.id  # type: ignore[attr-defined]
+    if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
+        raise ExpressionError(f"{name}() takes positional arguments only")
+    least, most = ARITY[name]
+    if not least <= len(node.args) <= most:
+        wanted = f"{least}" if least == most else (f"{least} or {most}" if most == least + 1 else f"at least {least}")
+        raise ExpressionError(f"{name}() takes {wanted} argument{'s' if most > 1 else ''}, got {len(node.args)}")
+    function, args = FUNCTIONS[name], [_compile(a, source, variable, depth + 1) for a in node.args]
+    return lambda epoch: float(function(*(a(epoch) for a in args)))
 
 
 def _help(variable: str) -> str:
@@ -197,7 +243,7 @@ def _check_lr_function(text: str, registry: Registry) -> str:
                 raise ValueError(f"{text!r} has required params; use it as its own scheduler "
                                  f"{{\"name\": \"{text}\", \"params\": {{...}}}}") from None
             return text
-        raise ValueError(f"{text!r} is neither an expression nor a function-style scheduler "
+        raise ValueError(f"{shorten(repr(text))} is neither an expression nor a function-style scheduler "
                          f"({', '.join(named) or 'none installed'}); {EXPRESSION_HELP}")
     try:
         compile_expression(text)(0)

@@ -7,11 +7,18 @@ key written twice, ``NaN``, not an object) is a :class:`~torchtk.core.errors.Use
 that names the file and, where the text has one, the line and column. The path is checked
 with ``os.stat`` before anything is opened, so a FIFO or ``/dev/zero`` never blocks. The positions returned
 with the data let the validation passes name ``file:line:column`` too.
+
+YAML aliases are bounded while the file is composed: a file whose aliases expand to
+more than :data:`~torchtk.core.spec.limits.MAX_YAML_NODES` values (an "alias bomb"),
+an anchor used inside itself, a key that is a list or mapping, or nesting deeper than
+:data:`~torchtk.core.spec.limits.MAX_DEPTH` is refused at its line and column, before
+anything expands it.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -19,7 +26,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from torchtk.core.errors import UserInputError
+from torchtk.core.errors import UserInputError, shorten
+from torchtk.core.spec.limits import MAX_DEPTH, MAX_YAML_NODES
 from torchtk.core.spec.sourcemap import DuplicateKey, SourceMap, json_source_map, yaml_source_map
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -47,7 +55,8 @@ def read_spec_source(source: str | Path) -> tuple[dict[str, Any], str, SourceMap
         else:
             data, where = _parse_json(text, path)
     except RecursionError:
-        raise UserInputError(f"{path}: malformed spec: nested too deeply") from None
+        raise UserInputError(f"{path}: malformed spec: nested too deeply (a spec is at most {MAX_DEPTH} levels "
+                             "of objects and lists)") from None
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: a spec must be a JSON object ({{...}}), got {_kind_of(data)}")
     return data, str(path), where
@@ -135,7 +144,7 @@ def _read_text(path: Path) -> str:
 
 def _parse_json(text: str, path: Path) -> tuple[Any, SourceMap]:
     try:
-        data = json.loads(text, parse_constant=_no_nan)
+        data = json.loads(text, parse_constant=_no_nan, parse_int=functools.partial(_int, text, path))
         return data, json_source_map(text)
     except json.JSONDecodeError as exc:
         raise UserInputError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
@@ -149,43 +158,127 @@ def _parse_json(text: str, path: Path) -> tuple[Any, SourceMap]:
 def _parse_yaml(text: str, path: Path) -> tuple[Any, SourceMap]:
     import yaml
 
-    loader = _spec_yaml_loader()(text)
+    loader = None
     try:
+        loader = _spec_yaml_loader()(text)  # the reader refuses control characters here
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
         return data, yaml_source_map(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise UserInputError(f"{where}: malformed YAML: {exc.problem}") from exc
+        raise UserInputError(f"{where}: malformed YAML: {shorten(str(exc.problem))}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise UserInputError(f"{path}:{line}:{column}: malformed YAML: the character {character!r} is not "
+                             "allowed (control characters cannot appear in YAML, even quoted; write \\x escapes "
+                             "in a double-quoted string)") from None
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"{path}: malformed YAML: {shorten(str(exc))}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _spec_yaml_loader() -> Any:
-    """A safe YAML loader that rejects duplicate keys (naming the second one) and reads
-    ``1e-3`` as a number (YAML 1.1 would read it as a string)."""
+    """A safe YAML loader that rejects duplicate keys (naming the second one) and keys
+    that are lists or mappings, bounds what aliases expand to (:func:`_bounded_composer`)
+    and reads ``1e-3`` as a number (YAML 1.1 would read it as a string)."""
     import yaml
 
-    class SpecLoader(yaml.SafeLoader):
+    class SpecLoader(_bounded_composer(), yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen = set()
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue  # "<<: *defaults": merged keys may repeat explicit ones, which win
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "a key must be a string, not a list or mapping", key_node.start_mark)
                 key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"a key must be a string, not {type(key).__name__}", key_node.start_mark)
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark)
+                        None, None, f"the key {shorten(repr(key))} appears twice in one mapping", key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    def construct_int(loader: Any, node: Any) -> Any:
+        try:
+            return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the integer {shorten(node.value, 20)} has too many digits", node.start_mark) from None
+
+    SpecLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
     SpecLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
         list("-+0123456789."),
     )
     return SpecLoader
+
+
+def _bounded_composer() -> type:
+    """A YAML composer that counts the values the document expands to (an alias counts
+    all the values under its anchor) and its depth, and refuses an alias to a node that
+    is still being composed (the node would contain itself)."""
+    import yaml
+    from yaml.composer import ComposerError
+
+    class BoundedComposer(yaml.composer.Composer):
+        def compose_document(self) -> Any:
+            self.expanded, self.depth, self.sizes, self.open_anchors = 0, 0, {}, set()
+            return super().compose_document()
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor in self.open_anchors:
+                    raise ComposerError(None, None, f"the alias *{shorten(event.anchor, 60)} is used inside its own "
+                                        "anchor, so the value would contain itself", event.start_mark)
+                self.count(self.sizes.get(event.anchor, 1), event)
+                return super().compose_node(parent, index)
+            self.count(1, event)
+            if self.depth >= MAX_DEPTH and isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels of mappings and lists",
+                                    event.start_mark)
+            anchor, before = event.anchor, self.expanded
+            if anchor is not None:
+                self.open_anchors.add(anchor)
+            self.depth += 1
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+                self.open_anchors.discard(anchor)
+            if anchor is not None:
+                self.sizes[anchor] = self.expanded - before + 1
+            return node
+
+        def count(self, values: int, event: Any) -> None:
+            self.expanded += values
+            if self.expanded > MAX_YAML_NODES:
+                raise ComposerError(None, None, f"the aliases expand the document to more than {MAX_YAML_NODES:,} "
+                                    "values (an alias bomb?); write the spec out instead", event.start_mark)
+
+    return BoundedComposer
+
+
+def _int(text: str, path: Path, digits: str) -> int:
+    """An integer of the JSON text; one with more digits than Python converts is an
+    input error at its line and column."""
+    try:
+        return int(digits)
+    except ValueError:
+        offset = text.find(digits)
+        line, column = text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+        raise UserInputError(f"{path}:{line}:{column}: malformed JSON: the integer {shorten(digits, 20)} has too "
+                             "many digits") from None
 
 
 def _no_nan(constant: str) -> Any:

@@ -19,8 +19,13 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
+# package.module:attribute, each part a Python name (no relative import such as ".:x")
+IMPORT_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
+MAX_CUDA_INDEX = 127  # torch keeps a device index in 8 bits: cuda:128 would silently become cuda:-128
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ComponentRef(_Strict):
@@ -43,7 +48,7 @@ class ModelRef(ComponentRef):
 
     name: Optional[str] = Field(None, exclude_if=lambda value: value is None,
                                 description="Model component name (see tk list models).")
-    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=r"^[\w.]+:[\w.]+$",
+    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=IMPORT_PATH,
                                    description="package.module:factory returning an nn.Module.")
 
     @model_validator(mode="after")
@@ -150,7 +155,7 @@ class TrainerSpec(_Strict):
     """How long, where, and what to keep."""
 
     epochs: int = Field(10, ge=1, description="Number of passes over the training set.")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda, cuda:N or mps.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,30})?)$", description="auto, cpu, cuda, cuda:N or mps.")
     output_dir: str = Field("runs", description="Where run directories are created.")
     monitor: str = Field("val_loss", description="Logged value that decides the best checkpoint.")
     mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) monitor is better.")
@@ -172,6 +177,14 @@ class TrainerSpec(_Strict):
         0, description="Train on the same first N batches (or fraction) every epoch, unshuffled, and validate on "
                        "them (0: off); overrides the limits.")
     val_every_n_epochs: int = Field(1, ge=1, description="Validate every N epochs, and always after the last one.")
+
+    @field_validator("device")
+    @classmethod
+    def _device_index(cls, value: str) -> str:
+        if value.startswith("cuda:") and int(value[5:]) > MAX_CUDA_INDEX:
+            raise ValueError(f"a CUDA device index is at most {MAX_CUDA_INDEX}; give cuda:N with N the index of "
+                             "a GPU here (cuda:0 is the first)")
+        return value
 
     @field_validator("limit_train_batches", "limit_val_batches", mode="before")
     @classmethod

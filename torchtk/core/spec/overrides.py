@@ -12,11 +12,13 @@ import json
 import re
 from typing import Any
 
-from torchtk.core.errors import SpecError, UserInputError
+from torchtk.core.errors import SpecError, UserInputError, shorten
+from torchtk.core.spec.limits import MAX_DEPTH
 from torchtk.core.spec.models import COMPONENT_SLOTS, ONE_OR_MANY
 from torchtk.core.spec.problems import UNKNOWN_KEY, format_loc, split_path
 
 _PATH_SYNTAX = re.compile(r"^[A-Za-z_][\w-]*(\[\d+\]|\.[A-Za-z_][\w-]*|\.\d+)*$")
+MAX_PATH_LENGTH = 500  # characters of a --set key path
 
 
 def _json_kind(value: Any) -> str:
@@ -35,17 +37,27 @@ def _json_kind(value: Any) -> str:
 def _parse(assignment: str) -> tuple[str, list[str | int], Any]:
     """``key.path=value`` -> (path text, path parts, value)."""
     if "=" not in assignment:
-        raise UserInputError(f"--set {assignment!r}: expected key.path=value, e.g. --set trainer.epochs=3")
+        raise UserInputError(f"--set {shorten(repr(assignment))}: expected key.path=value, e.g. --set trainer.epochs=3")
     path_text, _, value_text = assignment.partition("=")
     path_text = path_text.strip()
+    if len(path_text) > MAX_PATH_LENGTH:
+        raise UserInputError(f"--set {shorten(path_text, 60)}=...: the key path is {len(path_text):,} characters "
+                             f"long; at most {MAX_PATH_LENGTH} are allowed")
     if not _PATH_SYNTAX.match(path_text):
-        raise UserInputError(f"--set {assignment!r}: {path_text!r} is not a key path; write keys separated by "
-                             "dots and list indexes in brackets, e.g. loss[0].params.gamma")
+        raise UserInputError(f"--set {shorten(repr(assignment))}: {shorten(repr(path_text))} is not a key path; "
+                             "write keys separated by dots and list indexes in brackets, e.g. loss[0].params.gamma")
+    parts = split_path(path_text)
+    if len(parts) > MAX_DEPTH:
+        raise UserInputError(f"--set {shorten(path_text, 60)}=...: the key path has {len(parts):,} parts; a spec "
+                             f"is at most {MAX_DEPTH} levels deep")
     try:
         value: Any = json.loads(value_text, parse_constant=_no_nan)
     except (json.JSONDecodeError, ValueError):
         value = value_text
-    return path_text, split_path(path_text), value
+    except RecursionError:
+        raise UserInputError(f"--set {shorten(path_text, 60)}=...: the value is nested too deeply "
+                             f"(a spec is at most {MAX_DEPTH} levels deep)") from None
+    return path_text, parts, value
 
 
 def _no_nan(constant: str) -> Any:

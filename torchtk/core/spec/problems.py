@@ -4,7 +4,9 @@
 Both validation passes and ``--set`` speak in spec paths (``loss[0].params.gamma``);
 this module turns pydantic locations into them and back into parts, and words each
 problem for a JSON user: no Python class names, "unknown key" with the valid keys,
-"required, but missing".
+"required, but missing", and at most :data:`~torchtk.core.errors.ECHO_LIMIT` characters
+of the offending value (:func:`echo`), so a 200 MB value of the wrong type costs a short
+message and no second copy.
 """
 
 from __future__ import annotations
@@ -15,20 +17,28 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from torchtk.core.errors import ECHO_LIMIT, shorten
+
 MISSING = "required, but missing"
 UNKNOWN_KEY = "unknown key"
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+_PLAIN_KEY = re.compile(r"^[^.\[\]\s\"]+$")
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
-    """``("loss", 0, "params", "gamma")`` -> ``loss[0].params.gamma``."""
+    """``("loss", 0, "params", "gamma")`` -> ``loss[0].params.gamma``; a key that is empty or
+    holds a dot, a bracket, a quote or white space is written ``["a.b"]``, so every key shows."""
     text = ""
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "list[", "dict[")):
             continue
+        elif not _PLAIN_KEY.match(str(part)):
+            text += f"[{json.dumps(str(part))}]"
         else:
             text += f".{part}" if text else str(part)
     return text
@@ -40,7 +50,7 @@ def split_path(path: str) -> list[str | int]:
     for name, index in _PATH_PART.findall(path):
         if index:
             parts.append(int(index))
-        elif name.isdigit():
+        elif name.isascii() and name.isdigit():  # "¹".isdigit() is true, but no index
             parts.append(int(name))
         else:
             parts.append(name)
@@ -57,7 +67,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             return []
         current = _inner_model(current.model_fields[part].annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [field.alias or name for name, field in current.model_fields.items()]  # "import", not import_
     return []
 
 
@@ -90,6 +100,29 @@ def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[B
         elif item["type"] == "missing":
             message = MISSING
         else:
-            message = f"{_plain(item['msg'])} (got {json.dumps(item.get('input'), default=repr)})"
+            message = f"{_plain(item['msg'])} (got {echo(item.get('input'))})"
         problems.append((path, message))
     return problems
+
+
+def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as JSON (``repr`` for what JSON cannot hold), cut after ``limit``
+    characters with ``... (N characters)``. The encoder is consumed lazily, so a huge
+    value is never written out in full; past a million characters N is a lower bound."""
+    chunks: list[str] = []
+    size = 0
+    try:
+        for chunk in json.JSONEncoder(default=repr).iterencode(value):
+            if size < limit:
+                chunks.append(chunk)
+            size += len(chunk)
+            if size > 1_000_000:
+                break
+    except (ValueError, RecursionError):  # a list that contains itself, a value nested too deeply
+        return shorten(f"a {type(value).__name__} that JSON cannot write", limit)
+    text = "".join(chunks)
+    if size <= limit:
+        return text
+    count = "more than 1,000,000" if size > 1_000_000 else f"{size:,}"
+    return f"{text[:limit]}... ({count} characters)"
+

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import BaseModel, ValidationError
 
 from torchtk.core.components import Component
-from torchtk.core.errors import SpecError, TorchtkError
+from torchtk.core.errors import SpecError, TorchtkError, UserInputError
+from torchtk.core.spec.limits import data_problems
 from torchtk.core.spec.loading import read_spec_source
 from torchtk.core.spec.models import ONE_OR_MANY, SLOT_BY_FIELD, ComponentRef, ModelRef, RunSpec
 from torchtk.core.spec.overrides import apply_override, blame_overrides
 from torchtk.core.spec.paths import absolute_entries
-from torchtk.core.spec.problems import UNKNOWN_KEY, problems_from, split_path
+from torchtk.core.spec.problems import UNKNOWN_KEY, format_loc, problems_from, split_path
 from torchtk.core.spec.sourcemap import Position, SourceMap
 
 if TYPE_CHECKING:
@@ -131,14 +132,18 @@ def load_resolved(source: Any, overrides: list[str] | None = None, registry: Reg
     folder = None if isinstance(source, (dict, RunSpec)) else Path(label).absolute().parent  # of the spec file
     try:
         try:
+            _check_data(data, label)  # JSON data, finite numbers, bounded depth: before anything recurses
             spec = RunSpec.model_validate(data)
         except ValidationError as exc:
             raise SpecError(problems_from(exc, (), RunSpec), label) from None
         return resolve(spec, registry, label, relative_to=folder, typed=override_paths)
     except SpecError as exc:
-        located = SpecError(exc.problems, exc.source, [_position(where, path, message, override_paths)
+        overridden = set(override_paths)
+        located = SpecError(exc.problems, exc.source, [_position(where, path, message, overridden)
                                                        for path, message in exc.problems])
         raise blame_overrides(located, override_paths, overrides) from None
+    except RecursionError:  # a validator that recurses per level; data_problems bounds the levels, so a safety net
+        raise UserInputError(f"{label}: the spec is nested too deeply to validate") from None
 
 
 def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> RunSpec:
@@ -151,16 +156,30 @@ def _raw_data(source: Any) -> tuple[dict[str, Any], str, SourceMap | None]:
     if isinstance(source, RunSpec):
         return source.model_dump(), "spec", None
     if isinstance(source, dict):
+        _check_data(source, "spec")  # json.dumps below would recurse into anything
         return json.loads(json.dumps(source)), "spec", None
     return read_spec_source(source)
 
 
-def _position(where: SourceMap | None, path: str, message: str,
-              override_paths: list[tuple[Any, ...]]) -> Position | None:
+def _check_data(data: dict[str, Any], label: str) -> None:
+    """:func:`~torchtk.core.spec.limits.data_problems` at spec paths: a single ref where
+    a list may be is ``loss[0]``, as validation (and ``--set``) name it."""
+    problems = []
+    for path, message in data_problems(data):
+        if len(path) > 1 and path[0] in ONE_OR_MANY and isinstance(data.get(path[0]), dict):
+            path = (path[0], 0, *path[1:])
+        problems.append((format_loc(path), message))
+    if problems:
+        raise SpecError(problems, label)
+
+
+def _position(where: SourceMap | None, path: str, message: str, overridden: set[tuple[Any, ...]]) -> Position | None:
     """Where in the file the problem at ``path`` is: the offending value, the key for an
-    unknown key, the enclosing object for a missing one; none for a value ``--set`` gave."""
+    unknown key, the enclosing object for a missing one; none for a value ``--set`` gave
+    (``overridden``: the paths of the ``--set`` options; a few set lookups per problem,
+    so thousands of options stay linear)."""
     parts = tuple(split_path(path))
-    if where is None or any(parts[: len(p)] == p for p in override_paths):
+    if where is None or any(parts[:end] in overridden for end in range(1, len(parts) + 1)):
         return None
     field = parts[0] if parts else None
     if field in ONE_OR_MANY and parts[1:2] == (0,) and (field, 0) not in where.values:

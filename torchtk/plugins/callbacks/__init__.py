@@ -9,7 +9,7 @@ The implementations live in the sibling modules and import torch only when built
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -26,7 +26,9 @@ class GradClipParams(Params):
 
     max_norm: float | None = Field(None, gt=0, description="Largest allowed total gradient norm (clip by norm).")
     clip_value: float | None = Field(None, gt=0, description="Clamp every gradient element to [-v, v] (clip by value).")
-    norm_type: float = Field(2.0, gt=0, description="Order of the norm (2 = Euclidean; use a large value for max-norm).")
+    norm_type: Union[Annotated[float, Field(gt=0)], Literal["inf"]] = Field(
+        2.0, description="Order of the norm: 2 = Euclidean, \"inf\" = the largest absolute element (max-norm), "
+                         "as torch's norm_type=\"inf\" (a spec holds no infinite number).")
     log_norm: bool = Field(False, description="Add the epoch's mean total gradient norm as a grad_norm column.")
 
     @model_validator(mode="after")

@@ -270,4 +270,6 @@ def register_components(register):
 
 @hookimpl
 def make_loss(name, params):
-    return _FACTORIES[name](params)
+    from torchtk.plugins.losses._inputs import checked
+
+    return checked(name, _FACTORIES[name](params))

@@ -56,7 +56,10 @@ class CIoUParams(BoxParams):
     """Complete IoU loss (Zheng et al. 2020): DIoU plus an aspect-ratio consistency term
     ``alpha * v``.
 
-    Calls ``torchvision.ops.complete_box_iou_loss``; boxes are paired ``(..., 4)`` xyxy.
+    ``torchvision.ops.complete_box_iou_loss``'s formula (equal to it wherever it is
+    finite); boxes are paired ``(..., 4)`` xyxy. A box of zero width and height (a
+    point) has aspect angle 0 here, where torchvision's ``atan(0 / 0)`` makes the loss
+    NaN; a box of zero height has angle pi/2 in both, here with finite gradients.
     """
 
 
@@ -109,11 +112,37 @@ def box_iou_loss(params: BoxIoUParams):
     return box_iou
 
 
+def complete_box_iou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7):
+    """torchvision's CIoU loss, finite for point boxes (see :class:`CIoUParams`)."""
+    import torch
+    from torchvision import ops
+
+    boxes1, boxes2 = (box if box.dtype in (torch.float32, torch.float64) else box.float() for box in (boxes1, boxes2))
+    diou = ops.distance_box_iou_loss(boxes1, boxes2, reduction="none", eps=eps)
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    inter = (torch.min(x2, x2g) - torch.max(x1, x1g)).clamp_min(0) * (torch.min(y2, y2g) - torch.max(y1, y1g)).clamp_min(0)
+    iou = inter / ((x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter + eps)
+    v = (4 / (torch.pi ** 2)) * torch.pow(_aspect_angle(x2g - x1g, y2g - y1g) - _aspect_angle(x2 - x1, y2 - y1), 2)
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return reduce_boxes(diou + alpha * v, reduction)
+
+
+def _aspect_angle(width, height):
+    """``atan(width / height)``; at zero height pi/2 (0 for a point), with no 0/0 on the way."""
+    import torch
+
+    flat = height == 0
+    angle = torch.atan(width / torch.where(flat, torch.ones_like(height), height))
+    return torch.where(flat, (torch.pi / 2) * torch.sign(width), angle)
+
+
 def torchvision_loss(name: str, params: BoxParams):
     from torchvision import ops
 
     function = {"giou": ops.generalized_box_iou_loss, "diou": ops.distance_box_iou_loss,
-                "ciou": ops.complete_box_iou_loss}[name]
+                "ciou": complete_box_iou_loss}[name]
     eps, reduce = params.eps, params.reduction
 
     def loss(output, target):
@@ -141,6 +170,6 @@ def register_components(register):
 
 @hookimpl
 def make_loss(name, params):
-    if name == "box_iou":
-        return box_iou_loss(params)
-    return torchvision_loss(name, params)
+    from torchtk.plugins.losses._inputs import checked
+
+    return checked(name, box_iou_loss(params) if name == "box_iou" else torchvision_loss(name, params))

@@ -236,6 +236,7 @@ def register_components(register):
 
 @hookimpl
 def make_loss(name, params):
+    from torchtk.plugins.losses._inputs import checked
     from torchtk.plugins.losses._regions import LOSSES
 
-    return LOSSES[name](**params.model_dump())
+    return checked(name, LOSSES[name](**params.model_dump()))

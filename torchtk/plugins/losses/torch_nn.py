@@ -165,16 +165,18 @@ def make_loss(name, params):
     convention = TORCH_LOSSES[name][2]
     if name == "triplet_margin_with_distance":
         kwargs["distance_function"] = _distance(kwargs.pop("distance"))
+    from torchtk.plugins.losses._inputs import checked
+
     if name in CLASS_LOSSES:
         from torchtk.plugins.losses._torch_nn_calls import with_class_check
 
-        return with_class_check(torch_class(name), name)(**kwargs)
+        return checked(name, with_class_check(torch_class(name), name)(**kwargs))
     module = torch_class(name)(**kwargs)
     if convention == "pair":
-        return module
+        return checked(name, module)
     from torchtk.plugins.losses._torch_nn_calls import TupleCall
 
-    return TupleCall(module, name, convention)
+    return checked(name, TupleCall(module, name, convention))
 
 
 def _distance(name: str):
