@@ -73,13 +73,13 @@ def input_errors(prefix: str) -> Iterator[None]:
         raise UserInputError(f"{prefix}: it called sys.exit({exc.code!r})") from exc
 
 
-def unique_keys(names: list[str]) -> list[str]:
+def unique_keys(names: list[str], separator: str = "_") -> list[str]:
     """``["l1", "l1", "focal"]`` -> ``["l1", "l1_2", "focal"]``, so no logged column hides another."""
     seen: dict[str, int] = {}
     keys = []
     for name in names:
         seen[name] = seen.get(name, 0) + 1
-        keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+        keys.append(name if seen[name] == 1 else f"{name}{separator}{seen[name]}")
     return keys
 
 

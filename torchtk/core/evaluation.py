@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from torchtk.core.errors import SpecError, UserInputError
-from torchtk.core.saved_run import INFERENCE_STEPS, SavedRun, load_run
+from torchtk.core.saved_run import INFERENCE_STEPS, SavedRun, data_fragment, load_run, merged_data
 
 SPLITS = ("val", "train", "all")
 DEV_RUN_OFF = {"trainer.fast_dev_run": False, "trainer.overfit_batches": 0, "trainer.limit_train_batches": 1.0,
@@ -155,31 +155,6 @@ def evaluate(run_dir: str | Path, checkpoint: str | Path = "best", data: Any = N
 # -- what to build -------------------------------------------------------------------------
 
 
-def data_fragment(value: Any) -> dict[str, Any]:
-    """``--data``: a dict, JSON text (an object) or the path of a JSON/YAML file holding one."""
-    if isinstance(value, dict):
-        return value
-    text = str(value)
-    if text.lstrip().startswith("{"):
-        try:
-            fragment = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"--data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                                 'give an object such as \'{"name": "image_folder", "params": {"root": "test"}}\' '
-                                 "or a JSON/YAML file") from None
-    elif Path(text).is_file():
-        from torchtk.core.spec.loading import read_spec_file
-
-        try:
-            fragment, _ = read_spec_file(text)
-        except UserInputError as exc:
-            raise UserInputError(f"--data: {str(exc).replace('a spec must be', 'a data spec must be')}") from None
-    else:
-        raise UserInputError(f"--data {text}: neither a JSON object nor an existing JSON/YAML file")
-    if not isinstance(fragment, dict):
-        raise UserInputError(f"--data: a data spec is a JSON object such as {{\"name\": ..., \"params\": {{...}}}}, "
-                             f"not {type(fragment).__name__}")
-    return fragment
 
 
 def metric_refs(values: list[Any]) -> list[Any]:
@@ -199,15 +174,6 @@ def metric_refs(values: list[Any]) -> list[Any]:
     return refs
 
 
-def merged_data(run_data: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
-    """The run's ``data`` with the fragment's keys: ``name`` and ``params`` go together (a
-    fragment with either replaces both; without ``name`` it is the run's dataset), every
-    other key stays the run's unless the fragment gives it."""
-    merged = dict(run_data)
-    if {"name", "params"} & fragment.keys():
-        merged.pop("params", None)
-    merged.update(fragment)
-    return merged
 
 
 def _changes(run: SavedRun, data: Any, metrics: list[Any] | None) -> list[str]:

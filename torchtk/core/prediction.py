@@ -380,12 +380,9 @@ def input_files(inputs: Sequence[str | Path], extensions: Sequence[str]) -> list
 
 def unique_stems(stems: list[str]) -> list[str]:
     """The stems, each repeated one suffixed ``-2``, ``-3``, ... (two ``a.png`` inputs)."""
-    seen: dict[str, int] = {}
-    unique = []
-    for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-        unique.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return unique
+    from torchtk.core.assembly import unique_keys
+
+    return unique_keys(stems, separator="-")
 
 
 def file_source(files: list[tuple[str, str]], reader: Any, transform: Any) -> Source:
@@ -421,38 +418,16 @@ def dataset_source(resolved: Any, transform: Any) -> Source:
     return Source(wrapped, labels, stems, dataset_collate(dataset), has_targets=True)
 
 
-def read_fragment(fragment: str | dict[str, Any]) -> dict[str, Any]:
-    """``--data``: a JSON object, or a JSON/YAML file holding one."""
-    if isinstance(fragment, dict):
-        return fragment
-    text = fragment.strip()
-    if text.startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"--data: not valid JSON ({exc})") from None
-        if isinstance(value, dict):
-            return value
-    elif Path(text).is_file():
-        from torchtk.core.spec.loading import read_spec_file
-
-        return read_spec_file(text)[0]
-    raise UserInputError(f"--data {fragment!r}: give a JSON object or a file holding one, such as "
-                         "--data '{\"params\": {\"root\": \"test-images\"}}'")
-
 
 def data_overrides(run: Any, fragment: str | dict[str, Any]) -> list[str]:
     """The ``--set`` that puts the fragment over the run's ``data`` (as ``tk evaluate
     --data`` does): ``name`` and ``params`` go together (a fragment with either replaces
     both; without ``name`` it is the run's dataset), every other key (``transforms``,
     ``batch_size``) stays the run's unless the fragment gives it."""
-    given = read_fragment(fragment)
+    from torchtk.core.saved_run import data_fragment, merged_data
+
     saved = json.loads((run.path / "spec.json").read_text()).get("data") or {}
-    if isinstance(saved, str):
-        saved = {"name": saved}
-    if {"name", "params"} & given.keys():
-        saved.pop("params", None)
-    return [f"data={json.dumps({**saved, **given})}"]
+    return [f"data={json.dumps(merged_data(saved, data_fragment(fragment)))}"]
 
 
 def resolved_with(run: Any, overrides: list[str]) -> Any:

@@ -32,7 +32,8 @@ CHECKPOINTS = ("best", "last")
 INFERENCE_STEPS = ("seed", "data", "model", "precision", "loss", "metrics")
 MODEL_STEPS = ("seed", "model", "precision")
 
-__all__ = ["SavedRun", "load_run", "read_history", "rng_untouched", "CHECKPOINTS", "INFERENCE_STEPS", "MODEL_STEPS"]
+__all__ = ["SavedRun", "load_run", "read_history", "rng_untouched", "data_fragment", "merged_data", "CHECKPOINTS",
+           "INFERENCE_STEPS", "MODEL_STEPS"]
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -179,6 +180,46 @@ def load_run(run_dir: str | Path, registry: Any = None) -> SavedRun:
                     monitor=summary.get("monitor", spec.trainer.monitor), mode=summary.get("mode", spec.trainer.mode),
                     classes=summary.get("classes"), epochs_run=summary.get("epochs_run", len(history)),
                     registry=registry)
+
+
+# -- other data for a run (tk evaluate --data, tk predict --data) ----------------------------
+
+def data_fragment(value: Any) -> dict[str, Any]:
+    """``--data``: a dict, JSON text (an object) or the path of a JSON/YAML file holding one."""
+    if isinstance(value, dict):
+        return value
+    text = str(value)
+    if text.lstrip().startswith("{"):
+        try:
+            fragment = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"--data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                                 'give an object such as \'{"name": "image_folder", "params": {"root": "test"}}\' '
+                                 "or a JSON/YAML file") from None
+    elif Path(text).is_file():
+        from torchtk.core.spec.loading import read_spec_file
+
+        try:
+            fragment, _ = read_spec_file(text)
+        except UserInputError as exc:
+            raise UserInputError(f"--data: {str(exc).replace('a spec must be', 'a data spec must be')}") from None
+    else:
+        raise UserInputError(f"--data {text}: neither a JSON object nor an existing JSON/YAML file")
+    if not isinstance(fragment, dict):
+        raise UserInputError(f"--data: a data spec is a JSON object such as {{\"name\": ..., \"params\": {{...}}}}, "
+                             f"not {type(fragment).__name__}")
+    return fragment
+
+
+def merged_data(run_data: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``data`` with the fragment's keys: ``name`` and ``params`` go together (a
+    fragment with either replaces both; without ``name`` it is the run's dataset), every
+    other key stays the run's unless the fragment gives it."""
+    merged = {"name": run_data} if isinstance(run_data, str) else dict(run_data)
+    if {"name", "params"} & fragment.keys():
+        merged.pop("params", None)
+    merged.update(fragment)
+    return merged
 
 
 # -- helpers --------------------------------------------------------------------------------
