@@ -87,7 +87,9 @@ def installed_plugins(tmp_path, monkeypatch):
     """Install fake distributions with ``torchtk`` entry points on sys.path."""
 
     def install(dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None):
-        info = tmp_path / f"{dist}-1.2.3.dist-info"
+        # the folder's name is the normalised one (underscores): Python 3.11's importlib.metadata
+        # splits "torchtk-faults-1.2.3" at its first "-" and would take it for a "torchtk" dist
+        info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
         lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())

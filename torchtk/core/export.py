@@ -277,12 +277,16 @@ def parse_formats(values: str | list[str] | tuple[str, ...]) -> list[str]:
         names += [name for name in chosen if name not in names]
     if not names:
         raise UserInputError(f"--format: give at least one of {', '.join(FORMATS)} (or all)")
+    return names
+
+
+def check_installed(names: list[str]) -> None:
+    """Each format's packages are there (``onnx``: the onnx extra), else one install hint."""
     for name in names:
         missing = [module for module in FORMATS[name].needs if importlib.util.find_spec(module) is None]
         if missing:
             raise UserInputError(f"--format {name} needs {', '.join(missing)}, which is not installed: "
                                  f"pip install 'torchtk[{FORMATS[name].extra}]'")
-    return names
 
 
 def output_paths(run_dir: Path, names: list[str], out: str | Path | None) -> dict[str, Path]:
@@ -502,7 +506,8 @@ def export(run_dir: str | Path, format: str | list[str] | tuple[str, ...], check
     from torchtk.core.saved_run import load_run
 
     names = parse_formats(format)
-    run = load_run(run_dir, registry=registry)
+    run = load_run(run_dir, registry=registry)  # not a run directory is said first, whatever is installed
+    check_installed(names)
     paths = output_paths(run.path, names, out)
     subject = _prepare(run, checkpoint, _device(device))
     results = []
