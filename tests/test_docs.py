@@ -62,7 +62,7 @@ def _tokens(line: str) -> list[str]:
     """A line of tk output with what differs between two real runs of it (run directory
     names, dates, times, durations, the working directory) replaced by placeholders."""
     line = RUN_NAME.sub(r"\1-RUN", line)
-    line = re.sub(r"eval-\d{8}-\d{6}", "eval-TIME", line)
+    line = re.sub(r"eval-\d{8}-\d{6}(-\d+)?", "eval-TIME", line)  # -2: a second evaluation in that second
     line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "TIME", line)
     line = re.sub(r"\b\d+:\d\d:\d\d\b", "DURATION", line)
     return re.findall(r"[^\s()]+", line)
