@@ -334,3 +334,23 @@ def test_checks_after_validation_echo_a_bounded_name_too(tk, spec_file, small_sp
     message = error_of(tk, "validate", spec_file(small_spec))
     assert message.startswith("error: trainer.monitor: 'xxx") and "... (100,002 characters) is not logged" in message
     assert len(message) < 500
+
+
+def test_lone_surrogates_are_refused_at_their_path(spec_file, small_spec):
+    """Found by the long fuzz run: JSON's "\\ud800" decodes to a string that is not unicode;
+    in a key it gave a problem without a path."""
+    text = json.dumps(small_spec).replace('"rings-small"', '"\\ud800"').replace('"seed"', '"\\udc00"')
+    with pytest.raises(SpecError) as raised:
+        torchtk.load_spec(spec_file(text=text))
+    assert dict(raised.value.problems) == {
+        "name": "not valid unicode: the string holds a lone surrogate (such as \\ud800)",
+        "": 'the key "\\udc00" is not valid unicode (it holds a lone surrogate)'}
+
+
+def test_a_key_named_like_a_pydantic_validator_keeps_its_path(small_spec):
+    """Found by the long fuzz run: --set function-= crashed (IndexError) where a key
+    starting with function- was taken for pydantic's validator part of a location."""
+    with pytest.raises(SpecError) as raised:
+        torchtk.load_spec(small_spec, overrides=["function-=", "trainer.function-x=1"])
+    assert {path for path, _ in raised.value.problems} == {"--set function-=: function-",
+                                                           "--set trainer.function-x=1: trainer.function-x"}

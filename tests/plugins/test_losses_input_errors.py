@@ -14,6 +14,9 @@ import torch
 import torchtk
 from torchtk.plugins.losses._inputs import LossInputError
 
+# torch warns about the mismatched shapes before it fails on them
+pytestmark = pytest.mark.filterwarnings("ignore:Using a target size:UserWarning", "ignore:reduction:UserWarning")
+
 
 def create(name, **params):
     return torchtk.registry.create("loss", name, model=torch.nn.Linear(2, 1), **params)

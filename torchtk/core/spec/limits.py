@@ -19,7 +19,7 @@ from torchtk.core.spec.problems import echo, format_loc
 
 MAX_DEPTH = 32  # levels of objects and lists; the bundled specs use 6, nested schedulers about 3 per level
 MAX_YAML_NODES = 100_000  # values a YAML file may expand to through aliases (a spec has a few hundred)
-_SCALARS = (str, int, bool, type(None))  # exactly these types: nothing to check
+_SCALARS = (int, bool, type(None))  # exactly these types: nothing to check
 _KIND = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object",
          type(None): "null"}
 
@@ -51,7 +51,10 @@ def data_problems(data: Any, limit: int = MAX_DEPTH) -> list[tuple[tuple[Any, ..
         for key, value in container.items() if is_object else enumerate(container):
             if is_object and not isinstance(key, str):
                 problems.append((path, f"the key {echo(key)} is {_kind(key)}; keys are strings (quote it)"))
-            elif type(value) in _SCALARS or (type(value) is float and isfinite(value)):
+            elif is_object and not (key.isascii() or _unicode(key)):
+                problems.append((path, f"the key {echo(key)} is not valid unicode (it holds a lone surrogate)"))
+            elif type(value) in _SCALARS or (type(value) is float and isfinite(value)) or (
+                    type(value) is str and (value.isascii() or _unicode(value))):
                 continue
             elif isinstance(value, (dict, list)):
                 stack.append(((*path, key), value))
@@ -69,9 +72,21 @@ def _scalar_problem(value: Any) -> str | None:
             return None
         got = "NaN" if math.isnan(value) else ("-" if value < 0 else "") + "infinity"
         return f"not a finite number (got {got}); give a finite number"
-    if value is None or isinstance(value, (str, int)):  # subclasses: an IntEnum, a str subclass
+    if isinstance(value, str):
+        return None if _unicode(value) else "not valid unicode: the string holds a lone surrogate (such as \\ud800)"
+    if value is None or isinstance(value, int):  # subclasses: an IntEnum
         return None
     return f"{_kind(value)} is not a JSON value; give a string, number, boolean, null, list or object"
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is valid unicode: JSON's ``"\\ud800"`` decodes to a lone surrogate,
+    which no file, terminal or pydantic string field can take."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _kind(value: Any) -> str:

@@ -25,6 +25,9 @@ UNKNOWN_KEY = "unknown key"
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+# what pydantic adds to a location that is not a key: a validator ("function-after[_check(), ...]")
+# or the member of a union ("list[float]"); a key of the spec named "function-x" is a key
+_PYDANTIC_PART = re.compile(r"^(function-(after|before|wrap|plain)(\[.*\])?|(list|dict|tuple)\[.*\])$", re.DOTALL)
 _PLAIN_KEY = re.compile(r"^[^.\[\]\s\"]+$")
 
 
@@ -35,7 +38,7 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "list[", "dict[")):
+        elif isinstance(part, str) and _PYDANTIC_PART.match(part):
             continue
         elif not _PLAIN_KEY.match(str(part)):
             text += f"[{json.dumps(str(part))}]"
@@ -91,10 +94,10 @@ def problems_from(error: ValidationError, prefix: tuple[Any, ...], model: type[B
     problems = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        if loc and isinstance(loc[-1], str) and loc[-1].startswith("function-"):
+        if loc and isinstance(loc[-1], str) and _PYDANTIC_PART.match(loc[-1]):
             loc = loc[:-1]
         path = format_loc(prefix + loc)
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "extra_forbidden" and loc:
             valid = _fields_at(model, loc[:-1])
             message = f"{UNKNOWN_KEY} {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
         elif item["type"] == "missing":
