@@ -86,7 +86,7 @@ class Run:
         self.state = TrainState(model=parts.model, optimizer=parts.optimizer, run=parts.info, device=parts.device,
                                 scaler=parts.precision.scaler, run_dir=self.run_dir.path, log=self._log,
                                 is_main=self.placement.is_main,
-                                log_every_n_steps=self.spec.trainer.log_every_n_steps)
+                                log_every_n_steps=self.spec.trainer.log_every_n_steps, train_batches=parts.train)
         self.checkpoints = self.state.checkpoints = CheckpointService(parts, self.state, self.run_dir, self.placement)
         self.epoch_seconds: list[float] = []
         self._epoch_end_hooks: dict[frozenset[str], Any] = {}

@@ -108,6 +108,10 @@ class TrainState:
     # 0-dim tensors, read once when the training pass ends); emptied at every epoch start
     epoch_notes: list[str] = field(default_factory=list)  # messages logged after this epoch's row
     summary_extras: dict[str, Any] = field(default_factory=dict)  # extra entries of metrics.json (plain data)
+    # the run's training batches, (inputs, target) pairs, for callbacks that pass over the data (swa's BatchNorm
+    # update); batches a DataLoader gives are not on the device yet. Iterating them draws from the run's random
+    # generators (the shuffle): save and restore those (``generator``) to leave the training order unchanged
+    train_batches: Any = None
 
     def state_dict(self) -> dict[str, Any]:
         """The resumable part of the state, as plain data (``torch.load(weights_only=True)`` reads it)."""
