@@ -13,6 +13,7 @@ import torchtk
 import torchtk_monai
 from torchtk.core import cli
 from torchtk.core.registry import set_registry
+from torchtk.core.spec import load_spec
 from torchtk.testing import registry_with
 
 monai_losses = pytest.importorskip("monai.losses")
@@ -129,6 +130,7 @@ def test_a_short_training_run(tmp_path):
     assert len(result.history) == 2
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result.history)
     assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+    load_spec(result.run_dir / "spec.json", registry=REGISTRY)  # what --resume and tk evaluate read back
 
 
 @pytest.mark.parametrize("params, message", [

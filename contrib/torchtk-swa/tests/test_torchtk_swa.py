@@ -17,6 +17,7 @@ from torchtk import Component, NoParams, RunInfo, hookimpl
 from torchtk.core import cli
 from torchtk.core.errors import RunInterrupted, UserInputError
 from torchtk.core.registry import set_registry
+from torchtk.core.spec import load_spec
 from torchtk.testing import registry_with
 
 RINGS = {
@@ -129,6 +130,7 @@ def test_validation_and_best_pt_use_the_average(tmp_path):
     assert epoch >= 2  # an averaged epoch was the best
     want = hand_average(probe.epoch_weights[1:epoch], copy.deepcopy(result.model))
     assert all(torch.equal(best["model"][k], v) for k, v in want.module.state_dict().items())
+    load_spec(result.run_dir / "spec.json", registry=registry_with(torchtk_swa))  # --resume and tk evaluate read it
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

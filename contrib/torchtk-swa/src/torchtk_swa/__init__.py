@@ -59,7 +59,8 @@ class SwaParams(Params):
 
     @model_validator(mode="after")
     def _decay_needs_ema(self) -> "SwaParams":
-        if "ema_decay" in self.model_fields_set and self.average != "ema":
+        # compared with the default, not "was it given": spec.json records every param, defaults included
+        if self.average != "ema" and self.ema_decay != type(self).model_fields["ema_decay"].default:
             raise ValueError("ema_decay needs average: ema (average: swa is an equal average of the weights)")
         return self
 
