@@ -130,7 +130,7 @@ def test_validation_and_best_pt_use_the_average(tmp_path):
     assert epoch >= 2  # an averaged epoch was the best
     want = hand_average(probe.epoch_weights[1:epoch], copy.deepcopy(result.model))
     assert all(torch.equal(best["model"][k], v) for k, v in want.module.state_dict().items())
-    load_spec(result.run_dir / "spec.json", registry=registry_with(torchtk_swa))  # --resume and tk evaluate read it
+    load_spec(result.run_dir / "spec.json", registry=registry_with(torchtk_swa, Probe()))  # --resume, tk evaluate
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
