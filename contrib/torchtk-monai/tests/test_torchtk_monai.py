@@ -88,6 +88,14 @@ def test_params_reach_monai(name, params):
     assert not torch.allclose(got, REGISTRY.create("loss", name, mode="multiclass")(output, target))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_volumes(name):
+    torch.manual_seed(2)
+    output, target = torch.randn(2, 3, 4, 8, 8), torch.randint(0, 3, (2, 4, 8, 8))
+    got = REGISTRY.create("loss", name, mode="multiclass")(output, target)
+    torch.testing.assert_close(got, monai_direct(name, "multiclass", output, target))
+
+
 def test_torchtk_layouts_give_the_same_value():
     """Binary without a channel axis, and multiclass one-hot targets, as torchtk's dice takes them."""
     output, target = batch("binary")

@@ -271,3 +271,12 @@ def test_a_fraction_starts_at_the_last_part_of_the_run():
             run = RunInfo(epochs=2, steps_per_epoch=1, batches_per_epoch=1)
 
         Swa(torchtk_swa.SwaParams(swa_start=5)).first_epoch(State())
+
+
+def test_batchnorm_a_freeze_policy_keeps_in_eval_keeps_its_statistics(tmp_path):
+    data = spec(tmp_path, model={"name": "bn_mlp"}, callbacks=["swa"])
+    data["freeze"] = [{"name": "freeze_until", "params": {"module": "1"}}]  # Linear 0 and BatchNorm 1, in eval
+    result = train(data, Probe())
+    bn = result.model[1]
+    assert torch.equal(bn.running_mean, torch.zeros(16)) and torch.equal(bn.running_var, torch.ones(16))
+    assert not bn.training
