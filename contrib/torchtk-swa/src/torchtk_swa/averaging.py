@@ -165,8 +165,8 @@ def refresh_batchnorm(model: Any, state: Any, frozen: list[Any]) -> None:
     (the shuffle's generator, torch's global and device generators: dropout) and the
     BatchNorm layers a freeze policy put in eval mode as they were (their statistics stay
     the pretrained ones)."""
-    batches = state.train_batches
-    if batches is None or not has_batchnorm(model):
+    batches = getattr(state, "train_batches", None) if has_batchnorm(model) else None
+    if batches is None:
         return
     kept = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in frozen}
     generator = getattr(batches, "generator", None)
