@@ -45,8 +45,9 @@ class MonaiLoss(torch.nn.Module):
         try:
             return self.loss(output, target)
         except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
-            raise LossInputError(f"loss {self.name!r} (monai {type(self.loss).__name__}): output {tuple(output.shape)}, "
-                                 f"target {tuple(target.shape)}: {str(exc).splitlines()[0]}") from exc
+            raise LossInputError(f"loss {self.name!r} (monai {type(self.loss).__name__}): output "
+                                 f"{tuple(output.shape)}, target {tuple(target.shape)}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
     def layout(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(output, torch.Tensor) or not isinstance(target, torch.Tensor):

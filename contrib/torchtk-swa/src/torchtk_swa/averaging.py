@@ -132,10 +132,9 @@ class Swa:
         self.swap_in(state)
         written = state.checkpoints.save(FINAL) if state.checkpoints is not None else []
         where = f", written to checkpoints/{FINAL}" if written else ""
-        state.log(f"swa: the model holds the average of {self.averaged()} "
-                  f"{'epochs' if self.params.every == 'epoch' else 'updates'} from epoch {self.start} on"
-                  f"{' (BatchNorm statistics recomputed)' if self.params.update_bn and has_batchnorm(self.model) else ''}"
-                  f"{where}")
+        bn = " (BatchNorm statistics recomputed)" if self.params.update_bn and has_batchnorm(self.model) else ""
+        unit = "epochs" if self.params.every == "epoch" else "updates"
+        state.log(f"swa: the model holds the average of {self.averaged()} {unit} from epoch {self.start} on{bn}{where}")
 
     def state_dict(self) -> dict[str, Any]:
         average = self.pending if self.average is None else {
