@@ -159,3 +159,10 @@ def test_bad_params_exit_2(tmp_path, capsys, params, message):
         set_registry(None)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_the_readme_example_validates():
+    from pathlib import Path
+
+    resolved = load_spec(Path(__file__).parents[1] / "examples" / "shapes-dice-focal.json", registry=REGISTRY)
+    assert resolved.loss[0].name == "dice_focal"

@@ -280,3 +280,10 @@ def test_batchnorm_a_freeze_policy_keeps_in_eval_keeps_its_statistics(tmp_path):
     bn = result.model[1]
     assert torch.equal(bn.running_mean, torch.zeros(16)) and torch.equal(bn.running_var, torch.ones(16))
     assert not bn.training
+
+
+def test_the_readme_example_validates():
+    from pathlib import Path
+
+    resolved = load_spec(Path(__file__).parents[1] / "examples" / "rings-swa.json", registry=registry_with(torchtk_swa))
+    assert resolved.callbacks[0].name == "swa" and resolved.scheduler[0].name == "swa_lr"
