@@ -122,8 +122,9 @@ def build_imported(entry: Any, objects: dict[str, Any], context: dict[str, Any])
             raise UserInputError(f"{path}.import: cannot import {ref.import_!r}: {type(exc).__name__}: {exc}") from exc
         what = repr(ref.import_)
     if not callable(factory):
-        raise UserInputError(f"{path}: {what} is {type(factory).__name__}, not callable; name a function or class "
-                             f"that returns the {kind}")
+        returns = "a torch.nn.Module" if kind == "model" else f"the {kind}"
+        raise UserInputError(f"{path}.import: {what} is {type(factory).__name__}, not callable; name a function or "
+                             f"class that returns {returns}")
     return _call(factory, path, kind, what, dict(ref.params), context)
 
 
@@ -141,7 +142,7 @@ def _call(factory: Any, path: str, kind: str, what: str, params: dict[str, Any],
     try:
         inspect.signature(factory).bind(*args, **params)
     except TypeError as exc:
-        raise UserInputError(f"{path}.params: {what} does not accept these params: {exc}") from None
+        raise UserInputError(f"{path}.params: {what.strip(chr(39))} does not accept these params: {exc}") from None
     except ValueError:  # no signature (builtins): let the call decide
         pass
     try:

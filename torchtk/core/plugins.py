@@ -165,6 +165,8 @@ class PluginHost:
     def load_named(self, name: str, load: Callable[[], Any], *, target: str, version: str = "") -> PluginInfo:
         """Load a plugin a run names (a spec's ``plugins``, ``-p``: a file or a module, see
         :mod:`torchtk.core.user_plugins`) with ``load()``, recorded as an entry point is."""
+        if self.pm.get_plugin(name) is not None:  # the same file again, edited since: the new one replaces it
+            self.pm.unregister(name=name)
         info = PluginInfo(name=name, module=target, builtin=False, version=version)
         self.plugins[name] = info
         try:

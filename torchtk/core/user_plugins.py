@@ -31,6 +31,9 @@ from typing import Any, Sequence
 from torchtk.core.errors import UserInputError
 
 MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+# module name -> the plugin file this process imported under it: a file edited since (a
+# notebook) or another file of that name (another spec's folder) is imported again
+_FILES: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -142,16 +145,16 @@ def load(registry: Any, plugins: Sequence[NamedPlugin]) -> None:
     added = False
     for plugin in plugins:
         known = host.plugins.get(plugin.module)
-        if known is not None and known.module == plugin.target:
+        if known is not None and known.module == plugin.target and known.version == _version_of(plugin):
             _check_loaded(plugin, known)
             continue
-        if known is not None:
+        if known is not None and not (plugin.is_file and known.module in _FILES.values()):
             raise UserInputError(f"{plugin.where}: a plugin named {plugin.module!r} is already loaded from "
                                  f"{known.module}; rename the file")
         with warnings.catch_warnings():  # the host's "failed to load" warning: here it is an error instead
             warnings.simplefilter("ignore")
             info = host.load_named(plugin.module, lambda p=plugin: _import(p), target=plugin.target,
-                                   version=plugin.version or plugin.sha256[:12])
+                                   version=_version_of(plugin))
         _check_loaded(plugin, info)
         added = True
     if added:
@@ -159,6 +162,11 @@ def load(registry: Any, plugins: Sequence[NamedPlugin]) -> None:
         broken = [p for p in plugins if host.plugins[p.module].broken]
         for plugin in broken:  # register_components raised
             _check_loaded(plugin, host.plugins[plugin.module])
+
+
+def _version_of(plugin: NamedPlugin) -> str:
+    """What ``tk plugins`` shows as its version: a module's, a file's content hash (12 digits)."""
+    return plugin.version or plugin.sha256[:12]
 
 
 def _check_loaded(plugin: NamedPlugin, info: Any) -> None:
@@ -186,9 +194,7 @@ def _import(plugin: NamedPlugin) -> Any:
     if not plugin.is_file:
         return importlib.import_module(plugin.module)
     existing = sys.modules.get(plugin.module)
-    if existing is not None:
-        if str(Path(getattr(existing, "__file__", "") or "").resolve()) == plugin.file:
-            return existing
+    if existing is not None and _FILES.get(plugin.module) != plugin.file:  # ours, from another or changed file: replaced
         raise UserInputError(f"{plugin.where}: plugin file {plugin.file} would be imported as {plugin.module!r}, "
                              f"but a module of that name is already imported from "
                              f"{getattr(existing, '__file__', None) or 'a package'}; rename the file")
@@ -199,9 +205,11 @@ def _import(plugin: NamedPlugin) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[plugin.module] = module
+    _FILES[plugin.module] = plugin.file
     try:
         spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(plugin.module, None)
+        _FILES.pop(plugin.module, None)
         raise
     return module
