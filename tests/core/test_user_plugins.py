@@ -260,3 +260,18 @@ def test_an_edited_plugin_file_is_loaded_again_in_the_same_process(project):
     (project / "my_losses.py").write_text(MY_LOSSES.replace('"smooth_bce"', '"smoother_bce"'))
     path = write_spec(project, plugins=["./my_losses.py"], loss="smoother_bce")
     assert torchtk.train(path, progress=False).last["train_loss"] > 0
+
+
+def test_a_plugin_file_named_like_an_imported_module_is_refused(tk, project):
+    (project / "json.py").write_text("x = 1\n")
+    result = tk("train", write_spec(project, plugins=["./json.py"]))
+    assert result.exit_code == 2
+    assert "would be imported as 'json', but a module of that name is already imported" in result.stderr
+    assert "rename the file" in result.stderr
+
+
+def test_plan_and_summary_take_p_too(tk, project):
+    path = write_spec(project, loss="smooth_bce")
+    plugin = project / "my_losses.py"
+    assert tk("plan", path, "-p", plugin, "-o", project / "lr.png").exit_code == 0
+    assert tk("summary", path, "-p", plugin).exit_code == 0

@@ -33,7 +33,7 @@ from torchtk.core.errors import UserInputError
 MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # module name -> the plugin file this process imported under it: a file edited since (a
 # notebook) or another file of that name (another spec's folder) is imported again
-_FILES: dict[str, str] = {}
+_FILES: dict[str, tuple[str, str]] = {}  # module name -> (file, sha256)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def load(registry: Any, plugins: Sequence[NamedPlugin]) -> None:
         if known is not None and known.module == plugin.target and known.version == _version_of(plugin):
             _check_loaded(plugin, known)
             continue
-        if known is not None and not (plugin.is_file and known.module in _FILES.values()):
+        if known is not None and not (plugin.is_file and known.module in {file for file, _ in _FILES.values()}):
             raise UserInputError(f"{plugin.where}: a plugin named {plugin.module!r} is already loaded from "
                                  f"{known.module}; rename the file")
         with warnings.catch_warnings():  # the host's "failed to load" warning: here it is an error instead
@@ -194,7 +194,9 @@ def _import(plugin: NamedPlugin) -> Any:
     if not plugin.is_file:
         return importlib.import_module(plugin.module)
     existing = sys.modules.get(plugin.module)
-    if existing is not None and _FILES.get(plugin.module) != plugin.file:  # ours, from another or changed file: replaced
+    if existing is not None and _FILES.get(plugin.module) == (plugin.file, plugin.sha256):
+        return existing  # imported before by this process (another registry): not executed twice
+    if existing is not None and plugin.module not in _FILES:  # not ours; ours from another or edited file: replaced
         raise UserInputError(f"{plugin.where}: plugin file {plugin.file} would be imported as {plugin.module!r}, "
                              f"but a module of that name is already imported from "
                              f"{getattr(existing, '__file__', None) or 'a package'}; rename the file")
@@ -205,7 +207,7 @@ def _import(plugin: NamedPlugin) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[plugin.module] = module
-    _FILES[plugin.module] = plugin.file
+    _FILES[plugin.module] = (plugin.file, plugin.sha256)
     try:
         spec.loader.exec_module(module)
     except BaseException:
