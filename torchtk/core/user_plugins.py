@@ -20,6 +20,7 @@ by its absolute path and sha256, a module by name, version and file.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 import traceback
@@ -78,9 +79,11 @@ def prepare(entries: Sequence[Any], folder: Path | None, where: str = "plugins")
     relative paths against ``folder`` (the spec file's; ``None``: the current directory)."""
     found = []
     for index, entry in enumerate(entries):
-        label = f"{where}[{index}]" if where == "plugins" else f"{where} {entry}"
         if hasattr(entry, "model_dump"):  # a spec.json record, validated
             entry = entry.model_dump()
+        elif isinstance(entry, os.PathLike):  # torchtk.train(..., plugins=[Path("my_losses.py")])
+            entry = os.fspath(entry)
+        label = f"{where}[{index}]" if where == "plugins" else f"{where} {entry}"
         if isinstance(entry, dict):
             text, recorded = entry.get("file") if "sha256" in entry else entry.get("module"), entry
         else:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import BaseModel, ValidationError
 
 from torchtk.core.components import Component
-from torchtk.core.errors import SpecError, TorchtkError, UserInputError
+from torchtk.core.errors import SpecError, TorchtkError, UnknownComponentError, UserInputError
 from torchtk.core.spec.limits import data_problems
 from torchtk.core.spec.loading import read_spec_source
 from torchtk.core.spec.models import ONE_OR_MANY, SLOT_BY_FIELD, ComponentRef, PluginFile, PluginModule, RunSpec
@@ -110,8 +110,7 @@ def resolve(spec: RunSpec, registry: Registry | None = None, label: str = "spec"
             entries.append(entry)
     if problems:
         raise SpecError(problems, label)
-    if objects:
-        spec.notes = [NOT_RERUNNABLE]
+    spec.notes = [NOT_RERUNNABLE] if objects else [note for note in spec.notes if note != NOT_RERUNNABLE]
     return ResolvedSpec(spec, registry, tuple(absolute_entries(entries, registry, relative_to, typed)), objects,
                         tuple(named))
 
@@ -160,7 +159,7 @@ def _resolve_ref(registry: Registry, path: str, kind: str, ref: ComponentRef, ob
         component = registry.resolve(kind, ref.name)
         model = registry.params_model(component)
     except TorchtkError as exc:
-        if pending and type(exc).__name__ == "UnknownComponentError":
+        if pending and isinstance(exc, UnknownComponentError):
             where = ", ".join(f"{p.where} {p.file or p.module}" for p in pending)
             return Entry(path, kind, ref, None, None, deferred=f"not checked: no installed plugin provides "
                                                                  f"{kind} {ref.name!r}, and the spec's plugins "
