@@ -42,12 +42,14 @@ def _version() -> str:
         return "0+unknown"
 
 
-def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None) -> Any:
+def load_spec(source: Any, overrides: list[str] | None = None, registry: Registry | None = None,
+              plugins: list[str] | None = None) -> Any:
     """Read and validate a run spec (a path, a bundled example name, or a dict), against
-    ``registry`` (default: the process-wide one)."""
+    ``registry`` (default: the process-wide one). The spec's own ``plugins`` are found, not
+    imported; ``plugins=`` (files or modules, as ``tk -p``) are imported first."""
     from torchtk.core.spec import load_spec as _load_spec
 
-    return _load_spec(source, overrides=overrides, registry=registry)
+    return _load_spec(source, overrides=overrides, registry=registry, plugins=plugins or ())
 
 
 def train(spec: Any, **options: Any) -> Any:

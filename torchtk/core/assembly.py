@@ -203,10 +203,12 @@ def metric_values(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
 def build(resolved: ResolvedSpec, path: str, **context: Any) -> Any:
     """Build the component at spec ``path`` (``"optimizer"``, ``"loss[0]"``) through its provider."""
     entry = resolved.entry(path)
-    if entry.component is None:  # a model given by import path: the one place spec-named code is imported
-        from torchtk.core.imported import build_model
+    if entry.deferred:
+        raise UserInputError(f"{path}: {entry.ref.label!r} {entry.deferred}")
+    if entry.component is None:  # by import path or a Python object: the one place spec-named code is imported
+        from torchtk.core.imported import build_imported
 
-        return build_model(entry.ref.import_, entry.ref.params)
+        return build_imported(entry, resolved.objects, context)
     with input_errors(f"{path}: building {entry.kind} {entry.ref.name!r} failed"):
         return resolved.registry.build(entry.component, entry.params, **context)
 
@@ -270,7 +272,7 @@ def _model(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     from torchtk.core.imported import check_module
 
     ref = resolved.entry("model").ref
-    what = repr(ref.import_) if ref.name is None else f"model {ref.name!r}"
+    what = repr(ref.label) if ref.name is None else f"model {ref.name!r}"
     parts.model = check_module(build(resolved, "model"), what).to(parts.device)
     parts.report("model", parts.model)
 
@@ -279,22 +281,22 @@ def _init(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     loaded = frozenset(getattr(parts.model, "torchtk_loaded_parameters", ()) or ())
     for entry in resolved.slot("init"):
         initialiser = build(resolved, entry.path)
-        with input_errors(f"{entry.path}: applying {entry.ref.name!r} failed"):
+        with input_errors(f"{entry.path}: applying {entry.ref.label!r} failed"):
             initialised = initialiser(parts.model, loaded)
         parts.report(entry.path, initialiser)
         if not getattr(initialiser, "torchtk_report", None):
-            parts.notes.append(f"{entry.path}: {entry.ref.name} initialised {len(initialised or ())} tensors")
+            parts.notes.append(f"{entry.path}: {entry.ref.label} initialised {len(initialised or ())} tensors")
 
 
 def _freeze(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     for entry in resolved.slot("freeze"):
         policy = build(resolved, entry.path)
-        with input_errors(f"{entry.path}: applying {entry.ref.name!r} failed"):
+        with input_errors(f"{entry.path}: applying {entry.ref.label!r} failed"):
             result = policy(parts.model)
         parts.rules += [(entry.path, rule) for rule in check_rules(result, entry.path)]
         parts.report(entry.path, policy)
         if has_run_hooks(policy):  # gradual unfreezing acts at epoch starts: a callback too
-            parts.callbacks[f"{entry.path}:{entry.ref.name}"] = policy
+            parts.callbacks[f"{entry.path}:{entry.ref.key}"] = policy
     parts.frozen_eval = [m for m in parts.model.modules() if not m.training]
 
 
@@ -313,14 +315,14 @@ def _loss(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     entries = resolved.slot("loss")
     dtype = parts.precision.param_dtype
     terms = [_on_device(build(resolved, e.path, model=parts.model), parts.device, dtype) for e in entries]
-    parts.loss = LossSum(unique_keys([e.ref.name.split("::")[-1] for e in entries]), terms,
+    parts.loss = LossSum(unique_keys([e.ref.key for e in entries]), terms,
                          [e.ref.weight for e in entries])
 
 
 def _precision(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     precision = parts.precision = build(resolved, "precision", device=parts.device)
     entry = resolved.entry("precision")
-    parts.precision_name = entry.component.name if entry.component is not None else entry.ref.name
+    parts.precision_name = entry.component.name if entry.component is not None else entry.ref.key
     if precision.param_dtype is not None:
         with input_errors(f"precision: converting the model to {precision.param_dtype} failed"):
             parts.model.to(dtype=precision.param_dtype)
@@ -344,13 +346,13 @@ def has_run_hooks(component: Any) -> bool:
 
 def _callbacks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     """The spec's callbacks, after the policies that have run hooks, all behind RunHooks."""
-    parts.callbacks.update({f"{e.path}:{e.ref.name}": build(resolved, e.path) for e in resolved.slot("callbacks")})
+    parts.callbacks.update({f"{e.path}:{e.ref.key}": build(resolved, e.path) for e in resolved.slot("callbacks")})
     parts.hooks = RunHooks(list(parts.callbacks.values()))
 
 
 def _metrics(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     entries = resolved.slot("metrics")
-    keys = unique_keys([e.ref.name.split("::")[-1] for e in entries])
+    keys = unique_keys([e.ref.key for e in entries])
 
     def make(entry: Any) -> Any:
         return _on_device(build(resolved, entry.path, classes=parts.classes), parts.device)
@@ -383,14 +385,14 @@ def check_closure(resolved: ResolvedSpec, scaled: bool) -> None:
     an accumulation window (the closure sees one batch) and a GradScaler (the closure's
     losses would be unscaled, and the scaler's step cannot pass a closure)."""
     spec = resolved.spec
-    name = resolved.entry("optimizer").ref.name
+    name = resolved.entry("optimizer").ref.label
     accumulate = spec.trainer.accumulate_grad_batches
     if accumulate > 1:
         raise UserInputError(f"trainer.accumulate_grad_batches: optimizer {name!r} re-evaluates the loss of the "
                              f"current batch inside its step (a closure), so each update must be one batch; set "
                              f"it to 1 (it is {accumulate})")
     if scaled:
-        raise UserInputError(f"precision: {resolved.entry('precision').ref.name!r} scales the loss with a GradScaler, "
+        raise UserInputError(f"precision: {resolved.entry('precision').ref.label!r} scales the loss with a GradScaler, "
                              f"which cannot step optimizer {name!r} (it re-evaluates the loss inside its step); use "
                              f"a precision without a GradScaler (fp32, bf16)")
 
@@ -405,7 +407,7 @@ def check_logged(wanted: list[tuple[str, str]], available: list[str]) -> None:
 
 def metric_per_update(index: int, ref: Any) -> UserInputError:
     """A scheduler that needs a metric was asked to step per update."""
-    return UserInputError(f"scheduler[{index}]: {ref.name!r} needs the metric {shorten(repr(ref.monitor))}, which "
+    return UserInputError(f"scheduler[{index}]: {ref.label!r} needs the metric {shorten(repr(ref.monitor))}, which "
                           "exists only at the end of an epoch, so it cannot step per update (\"interval\": \"step\")")
 
 
@@ -501,10 +503,16 @@ def build_schedulers(resolved: ResolvedSpec, optimizer: Any, info: RunInfo) -> l
     for index, entry in enumerate(resolved.slot("scheduler")):
         ref = entry.ref
         scheduler = build(resolved, entry.path, optimizer=optimizer, run=info)
-        interval = ref.interval or entry.component.extras.get("interval", "epoch")
+        extras = entry.component.extras if entry.component is not None else {}
+        interval = ref.interval or extras.get("interval", "epoch")
         needs_metric = getattr(scheduler, "needs_metric", None)
         if not isinstance(needs_metric, bool):
-            needs_metric = bool(entry.component.extras.get("needs_metric"))
+            if entry.component is None:  # imported or given: its step's signature tells
+                from torchtk.core.imported import needs_metric as step_needs_metric
+
+                needs_metric = step_needs_metric(scheduler)
+            else:
+                needs_metric = bool(extras.get("needs_metric"))
         if needs_metric and interval == "step":
             raise metric_per_update(index, ref)
         scheduled.append(Scheduled(scheduler, interval, needs_metric, ref.monitor))
@@ -548,7 +556,7 @@ def spec_logged_names(resolved: ResolvedSpec, validation: bool,
     """What :meth:`Parts.logged_names` gives for this spec, with or without a validation
     split; a metric key in ``per_column`` logs ``val_<key>/<column>`` columns instead."""
     entries = resolved.slot("metrics")
-    metrics = unique_keys([e.ref.name.split("::")[-1] for e in entries])
+    metrics = unique_keys([e.ref.key for e in entries])
     names = ["train_loss", *(f"train_{m}" for m, e in zip(metrics, entries) if e.ref.train and m not in per_column)]
     if validation:
         names += ["val_loss", *(f"val_{m}" for m in metrics if m not in per_column)]
@@ -559,9 +567,9 @@ def per_column_metrics(resolved: ResolvedSpec, wanted: list[tuple[str, str]]) ->
     """The metric keys whose built metric logs per-column values (a ``columns`` list),
     built without data (no class names) only when a monitored name starts with one."""
     entries = resolved.slot("metrics")
-    keys = unique_keys([e.ref.name.split("::")[-1] for e in entries])
-    mentioned = [(key, entry) for key, entry in zip(keys, entries)
-                 if any(name.startswith((f"val_{key}", f"train_{key}")) for _, name in wanted)]
+    keys = unique_keys([e.ref.key for e in entries])
+    mentioned = [(key, entry) for key, entry in zip(keys, entries) if not entry.deferred
+                 and any(name.startswith((f"val_{key}", f"train_{key}")) for _, name in wanted)]
     return frozenset(key for key, entry in mentioned
                      if getattr(build(resolved, entry.path), "columns", None) is not None)
 

@@ -43,10 +43,21 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def _registry() -> Any:
+PLUGIN_OPTION = typer.Option(None, "--plugin", "-p", metavar="FILE.py|MODULE",
+                             help="Load a plugin file (./my_losses.py) or module for this command, as the spec's "
+                                  "\"plugins\" do (repeatable).")
+
+
+def _registry(plugins: Optional[List[str]] = None) -> Any:
+    """The process-wide registry, with the ``-p`` plugins loaded (an import: the user named them)."""
     from torchtk.core.registry import get_registry
 
-    return get_registry()
+    registry = get_registry()
+    if plugins:
+        from torchtk.core.user_plugins import load, prepare
+
+        load(registry, prepare(plugins, None, where="-p"))
+    return registry
 
 
 _PROSE_COLUMNS = {"summary": 24, "description": 24, "provides": 12, "status": 8}
@@ -75,13 +86,14 @@ def list_components(
                                                     "datasets, optimizers or metrics; omit for counts per kind."),
     pattern: Optional[str] = typer.Option(None, "--filter", "-f", help="Wildcard on names, e.g. '*dice*'."),
     as_json: bool = JSON_OPTION,
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
 ) -> None:
     """List components of a kind with summary and providing plugin."""
 
     from torchtk.core import report
     from torchtk.core.components import KINDS
 
-    registry = _registry()
+    registry = _registry(plugin)
     if kind is None and pattern is not None:
         raise UserInputError("--filter needs a KIND, e.g. tk list losses --filter '*dice*'")
     if kind is None:
@@ -108,13 +120,14 @@ def show(
     kind: str = typer.Argument(..., help="Component kind, singular or plural."),
     name: str = typer.Argument(..., help="Component name or alias."),
     as_json: bool = JSON_OPTION,
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
 ) -> None:
     """Show one component: summary, every param (type, default, bounds), aliases, plugin."""
 
     from rich.padding import Padding
     from rich.text import Text
 
-    info = _registry().describe(kind, name)
+    info = _registry(plugin).describe(kind, name)
     if as_json:
         return _print_json(info)
     console = _console()
@@ -154,11 +167,11 @@ def reflow(text: str) -> str:
 
 
 @app.command("plugins")
-def plugins(as_json: bool = JSON_OPTION) -> None:
+def plugins(as_json: bool = JSON_OPTION, plugin: Optional[List[str]] = PLUGIN_OPTION) -> None:
     """Installed plugins: origin, version, what each provides, and any that failed to load."""
     from torchtk.core.report import plugin_report, short_plugin_name
 
-    data = plugin_report(_registry())
+    data = plugin_report(_registry(plugin))
     if as_json:
         return _print_json(data)
     rows, conflicts = data["plugins"], data["conflicts"]
@@ -184,26 +197,38 @@ def validate(
     spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
     overrides: Optional[List[str]] = SET_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print {spec, imports, valid} as one JSON object."),
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
 ) -> None:
     """Validate a spec and print it resolved (canonical names, all params); train nothing.
 
     Runs every check of tk train that needs no data (monitored names are logged, a
     scheduler that needs a metric steps per epoch); see assembly.check_without_data.
     Imports nothing the spec names: code it would import ({"import": "module:factory"})
-    is looked up and listed, and tk train imports and runs it."""
+    is looked up and listed, and tk train imports and runs it. So are the spec's
+    "plugins" files and modules: found and listed, not imported (a name only they
+    provide is reported unchecked); -p plugins are imported, and checked fully."""
     from torchtk.core.assembly import check_without_data
     from torchtk.core.imported import spec_imports
     from torchtk.core.spec import load_resolved
 
-    resolved = load_resolved(spec, overrides=overrides)
+    resolved = load_resolved(spec, overrides=overrides, plugins=plugin or (), import_plugins=False)
     check_without_data(resolved)
     imports = spec_imports(resolved)
+    unchecked = [{"path": e.path, "name": e.ref.name, "reason": e.deferred} for e in resolved.entries if e.deferred]
     if as_json:
-        return _print_json({"spec": resolved.spec.model_dump(mode="json"), "imports": imports, "valid": True})
+        return _print_json({"spec": resolved.spec.model_dump(mode="json"), "imports": imports, "unchecked": unchecked,
+                            "valid": True})
     _print_json(resolved.spec.model_dump(mode="json"))
     for item in imports:
-        _print_err(f"{item['path']}: tk train will import {item['module']} and call {item['object']} (code this spec "
-                   "names runs with your permissions; tk validate did not import it)")
+        if "plugin" in item:
+            done = "imported: -p names it" if item["imported"] else "tk validate did not import it"
+            _print_err(f"{item['path']}: tk train will import the plugin {item['plugin']} {item['object']} as module "
+                       f"{item['module']} (code this spec names runs with your permissions; {done})")
+        else:
+            _print_err(f"{item['path']}: tk train will import {item['module']} and call {item['object']} (code this "
+                       "spec names runs with your permissions; tk validate did not import it)")
+    for item in unchecked:
+        _print_err(f"{item['path']}: {item['name']!r} {item['reason']}; tk validate -p names them to check it")
     _print_err(f"{spec}: valid")
     return None
 
@@ -242,6 +267,7 @@ def train(
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_DIR",
                                          help="Continue the run in RUN_DIR from its last checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress output)."),
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
 ) -> None:
     """Train a spec; outputs go to <output_dir>/<name>-<timestamp>/."""
     try:  # importing torch and the engine: a signal now is one during the build
@@ -251,7 +277,7 @@ def train(
         reporter = choose_reporter(False if as_json else "auto", otherwise="plain")  # a pipe or log: plain lines
     except KeyboardInterrupt:
         raise RunInterrupted(BUILD_INTERRUPTED) from None
-    result = run_training(spec, overrides=overrides, resume=resume, progress=reporter)
+    result = run_training(spec, overrides=overrides, resume=resume, progress=reporter, plugins=plugin or [])
     _options["trained"] = True  # an interrupt from now on comes after a complete run
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
@@ -299,13 +325,14 @@ def plan(
     log_scale: Optional[bool] = typer.Option(None, "--log-scale/--linear-scale",
                                              help="The plot's lr axis (default: log when the lr spans more than "
                                                   "a decade)."),
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
 ) -> None:
     """Show the lr (and weight decay) of every param group at every optimizer update, without training."""
     from rich.table import Table
 
     from torchtk.core.plan import compute_plan
 
-    result = compute_plan(spec, overrides=overrides)
+    result = compute_plan(spec, overrides=overrides, registry=_registry(plugin))
     try:
         png = result.write_png(output, log_scale)
     except OSError as exc:
@@ -383,6 +410,7 @@ def summary(
     overrides: Optional[List[str]] = SET_OPTION,
     depth: Optional[int] = typer.Option(None, "--depth", min=0, help="Show modules down to this depth (0: the model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the modules, totals, reports and groups as JSON."),
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
 ) -> None:
     """Show the model as the run would train it (after weights, init and freeze policies): each
     module's type, output shape on a probe batch, parameters and whether they train; totals; the
@@ -392,7 +420,7 @@ def summary(
 
     from torchtk.core.summary import compute_summary
 
-    result = compute_summary(spec, overrides=overrides)
+    result = compute_summary(spec, overrides=overrides, registry=_registry(plugin))
     if as_json:
         return _print_json(result.to_json())
     console = _console()

@@ -286,7 +286,7 @@ class Run:
 
 def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto",
           resume: str | Path | None = None, overrides: list[str] | None = None,
-          reporter: Reporter | None = None) -> RunResult:
+          reporter: Reporter | None = None, plugins: list[str] | None = None, **objects: Any) -> RunResult:
     """Train a spec (``RunSpec``, file path, bundled example name or dict); returns a
     :class:`RunResult` with the history, the trained ``model`` and the checkpoints' paths.
 
@@ -298,9 +298,15 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
     spelling of ``progress=<Reporter>`` and wins when given.
     With ``resume``, continue the run in that directory from ``checkpoints/last.pt``;
     the spec must be the one that run was started with.
+
+    ``plugins``: plugin files or modules to load for this run, as ``tk train -p``.
+    Components may be given as objects by slot, ``model=net``, ``loss=fn`` (or a list),
+    ``optimizer=partial(torch.optim.SGD, lr=0.1)``, ``callbacks=[cb]``: they replace the
+    spec's entry there (see :mod:`torchtk.core.spec.objects`), and ``spec.json`` records
+    them as ``<python object: module.qualname>``.
     """
     with sigterm_as_interrupt():
-        run, resume_dir = _build_run(spec, registry, progress, reporter, resume, overrides)
+        run, resume_dir = _build_run(spec, registry, progress, reporter, resume, overrides, plugins or [], objects)
         try:
             start = run.restore(resume_dir / "checkpoints" / "last.pt") if resume_dir is not None else 1
             return run.fit(start)
@@ -313,7 +319,8 @@ def train(spec: Any, *, registry: Registry | None = None, progress: Any = "auto"
 
 
 def _build_run(spec: Any, registry: Registry | None, progress: Any, reporter: Reporter | None,
-               resume: str | Path | None, overrides: list[str] | None) -> tuple[Run, Path | None]:
+               resume: str | Path | None, overrides: list[str] | None, plugins: list[str] | None = None,
+               objects: dict[str, Any] | None = None) -> tuple[Run, Path | None]:
     """Resolve the spec and build the :class:`Run` (see :func:`train`). A signal during it
     (``import torch`` happens here) is an interruption, however it surfaced: as a
     ``KeyboardInterrupt`` or as an error it caused (a module left half-imported)."""
@@ -322,10 +329,11 @@ def _build_run(spec: Any, registry: Registry | None, progress: Any, reporter: Re
     try:
         reporter = choose_reporter(reporter if reporter is not None else progress)
         registry = registry or get_registry()
-        if isinstance(spec, RunSpec) and not overrides:
-            resolved = resolve(spec.model_copy(deep=True), registry)
+        if isinstance(spec, RunSpec) and not overrides and not objects:
+            resolved = resolve(spec.model_copy(deep=True), registry, plugins=plugins or ())
         else:
-            resolved = load_resolved(spec, overrides=overrides, registry=registry)
+            resolved = load_resolved(spec, overrides=overrides, registry=registry, plugins=plugins or (),
+                                     objects=objects)
         reporter = without_bar(reporter, resolved.spec.trainer.progress)
         resume_dir = Path(resume) if resume is not None else None
         if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").exists():
@@ -339,5 +347,5 @@ def _build_run(spec: Any, registry: Registry | None, progress: Any, reporter: Re
             raise RunInterrupted(BUILD_INTERRUPTED) from None
         raise
     # how to continue this run: the spec the user named (a file or example), else the resolved spec.json
-    run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides else None
+    run.checkpoints.source = str(spec) if isinstance(spec, (str, Path)) and not overrides and not plugins else None
     return run, resume_dir

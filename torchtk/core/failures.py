@@ -48,7 +48,7 @@ def component_label(parts: Parts, path: str) -> str:
         return path
     component = entry.component
     if component is None:
-        return f"{path} {getattr(entry.ref, 'import_', None)!r} (imported)"
+        return f"{path} {entry.ref.label!r} ({'given from Python' if entry.ref.object_ else 'imported'})"
     provider = f"plugin {component.plugin}"
     if component.distribution:
         provider += f", {component.distribution} {component.version or ''}".rstrip()

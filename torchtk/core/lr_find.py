@@ -166,7 +166,7 @@ def group_ratios(optimizer: Any, resolved: Any) -> list[float]:
     entry = resolved.entry("optimizer")
     base = getattr(entry.params, "lr", None)
     if isinstance(base, bool) or not isinstance(base, (int, float)):
-        raise UserInputError(f"optimizer: {entry.ref.name!r} has no numeric lr param; tk lr-find sweeps "
+        raise UserInputError(f"optimizer: {entry.ref.label!r} has no numeric lr param; tk lr-find sweeps "
                              "optimizer.params.lr")
     return [float(group["lr"]) / base if base else 1.0 for group in optimizer.param_groups]
 

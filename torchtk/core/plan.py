@@ -170,7 +170,7 @@ def compute_plan(spec: Any, overrides: list[str] | None = None, registry: Regist
     if any(s.needs_metric for s in parts.schedulers):
         notes.append("reduce_on_plateau: assumes the monitored value improves every epoch, so the lr is "
                      "never reduced; in a run it drops by its factor after patience epochs without improvement")
-    described = [{"name": ref.name, "label": _label(ref.name, ref.params), "interval": s.interval,
+    described = [{"name": ref.label, "label": _label(ref.label, ref.params), "interval": s.interval,
                   "needs_metric": s.needs_metric} for ref, s in zip(resolved.spec.scheduler, parts.schedulers)]
     return Plan(resolved.spec.name, parts.info, parts.group_names, updates, described, notes, joins)
 

@@ -162,6 +162,19 @@ class PluginHost:
         except (Exception, SystemExit) as exc:  # a broken plugin (sys.exit too) never takes the host down
             self.mark_broken(name, exc)
 
+    def load_named(self, name: str, load: Callable[[], Any], *, target: str, version: str = "") -> PluginInfo:
+        """Load a plugin a run names (a spec's ``plugins``, ``-p``: a file or a module, see
+        :mod:`torchtk.core.user_plugins`) with ``load()``, recorded as an entry point is."""
+        if self.pm.get_plugin(name) is not None:  # the same file again, edited since: the new one replaces it
+            self.pm.unregister(name=name)
+        info = PluginInfo(name=name, module=target, builtin=False, version=version)
+        self.plugins[name] = info
+        try:
+            self.register(load(), name, info)
+        except (Exception, SystemExit) as exc:  # reported by the caller, naming the file
+            self.mark_broken(name, exc)
+        return info
+
     def register(self, plugin: Any, name: str, info: PluginInfo | None = None) -> None:
         """Register a plugin object (a module or any object with hookimpls) under ``name``."""
         if info is None:

@@ -139,7 +139,7 @@ def declared_kind(resolved: Any) -> tuple[str | None, str]:
     """``(kind, what decided it)`` from the run's loss terms (see the module docstring);
     ``(None, ...)`` when no term says, and the output's shape decides."""
     for entry in resolved.slot("loss"):
-        params, name = entry.params, entry.ref.name
+        params, name = entry.params, entry.ref.label
         mode = getattr(params, "mode", None)
         if getattr(params, "from_logits", None) is False:
             kind = "class_probabilities" if mode == "multiclass" else "probabilities"

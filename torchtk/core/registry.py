@@ -91,6 +91,11 @@ class Registry:
             self._providers = self._collect()
         return self._providers
 
+    def refresh(self) -> None:
+        """Build the catalog again on next use: the host has loaded a plugin since (``-p``)."""
+        self._providers = None
+        self._tokens = {}
+
     def _collect(self) -> dict[tuple[str, str], list[Component]]:
         providers: dict[tuple[str, str], list[Component]] = {}
         for plugin_name, register_components in list(self.host.catalog_calls()):

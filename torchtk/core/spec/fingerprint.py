@@ -20,7 +20,8 @@ from torchtk.core.spec.paths import same_path
 
 RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
                      ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",),
-                     ("trainer", "val_every_n_epochs"), ("trainer", "keep_dev_run")}
+                     ("trainer", "val_every_n_epochs"), ("trainer", "keep_dev_run"),
+                     ("plugins",), ("notes",)}  # plugin files may be fixed; their components still compare
 _MISSING = object()  # a key the saved fingerprint does not have
 
 
@@ -30,7 +31,7 @@ def spec_fingerprint(spec: RunSpec) -> dict[str, Any]:
     for path in RESUMABLE_CHANGES:
         node = data
         for key in path[:-1]:
-            node = node[key]
+            node = node.get(key, {})
         node.pop(path[-1], None)
     return data
 

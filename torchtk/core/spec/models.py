@@ -28,10 +28,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class ComponentRef(_Strict):
-    """``{"name": ..., "params": {...}}``; a bare string is shorthand for ``{"name": ...}``."""
+OBJECT_PLACEHOLDER = r"^<python object: [^<>]*>$"  # what spec.json records of an object given from Python
 
-    name: str = Field(description="Component name, alias, or plugin::name to pick a provider.")
+
+class ComponentRef(_Strict):
+    """``{"name": ..., "params": {...}}``; a bare string is shorthand for ``{"name": ...}``.
+
+    Any slot also takes ``{"import": "package.module:factory", "params": {...}}`` (the
+    factory is imported and called by :mod:`torchtk.core.imported`) or, in spec.json, the
+    ``{"object": "<python object: ...>"}`` record of an object given from Python."""
+
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
+
+    name: Optional[str] = Field(None, exclude_if=lambda value: value is None,
+                                description="Component name, alias, or plugin::name to pick a provider.")
+    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=IMPORT_PATH,
+                                   description="package.module:factory, imported and called with the params "
+                                               "(instead of a name).")
+    object_: Optional[str] = Field(None, alias="object", exclude_if=lambda value: value is None,
+                                   pattern=OBJECT_PLACEHOLDER,
+                                   description="Written by torchtk: an object given from Python (not re-runnable).")
     params: dict[str, Any] = Field(default_factory=dict, description="The component's params.")
 
     @model_validator(mode="before")
@@ -39,23 +55,30 @@ class ComponentRef(_Strict):
     def _shorthand(cls, data: Any) -> Any:
         return {"name": data} if isinstance(data, str) else data
 
+    @model_validator(mode="after")
+    def _one_reference(self) -> "ComponentRef":
+        if sum(value is not None for value in (self.name, self.import_, self.object_)) != 1:
+            raise ValueError("give exactly one of name or import")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How messages name this reference: its name, import path or object."""
+        return self.name or self.import_ or self.object_ or ""
+
+    @property
+    def key(self) -> str:
+        """Its short name in logged columns and checkpoint keys: ``focal`` for
+        ``plugin::focal`` and for ``{"import": "my_losses:focal"}``."""
+        if self.name is not None:
+            return self.name.split("::")[-1]
+        text = (self.import_ or self.object_ or "").removesuffix(">")
+        return re.split(r"[:.\s]", text)[-1] or "object"
+
 
 class ModelRef(ComponentRef):
     """A model by component name, or any factory by import path:
     ``{"import": "my_package.models:build", "params": {...}}`` calls ``build(**params)``."""
-
-    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
-
-    name: Optional[str] = Field(None, exclude_if=lambda value: value is None,
-                                description="Model component name (see tk list models).")
-    import_: Optional[str] = Field(None, alias="import", exclude_if=lambda value: value is None, pattern=IMPORT_PATH,
-                                   description="package.module:factory returning an nn.Module.")
-
-    @model_validator(mode="after")
-    def _name_or_import(self) -> "ModelRef":
-        if (self.name is None) == (self.import_ is None):
-            raise ValueError("give exactly one of name or import")
-        return self
 
 
 class LossTerm(ComponentRef):
@@ -211,6 +234,24 @@ class TrainerSpec(_Strict):
         return value
 
 
+class PluginFile(_Strict):
+    """How ``spec.json`` records a plugin file: its absolute path and content hash."""
+
+    file: str = Field(description="The plugin file's absolute path.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Its content's SHA-256 when the run started.")
+
+
+class PluginModule(_Strict):
+    """How ``spec.json`` records a plugin module: its name, version and file."""
+
+    module: str = Field(description="The module's dotted name.")
+    version: str = Field("", description="The version of the distribution that installs it, if any.")
+    file: str = Field("", description="The file it was imported from.")
+
+
+PluginEntry = Union[Annotated[str, Field(min_length=1)], PluginFile, PluginModule]
+
+
 RUN_NAME = re.compile(r"\w[\w.-]*")  # one folder name: no path separator, no leading "." (".." included) or "-"
 MAX_NAME_BYTES = 200  # with "-YYYYMMDD-HHMMSS-NN" still under the 255 bytes of a file name
 
@@ -223,6 +264,12 @@ class RunSpec(_Strict):
                                   "starting with a letter, digit or _.")
     description: str = Field("", description="What this run is for (shown by tk examples).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for initialisation, splitting and shuffling.")
+    plugins: list[PluginEntry] = Field(
+        default_factory=list, exclude_if=lambda value: not value,
+        description="Plugins this run loads: .py files (relative to the spec file) or module names; "
+                    "their components are then named as installed ones are.")
+    notes: list[str] = Field(default_factory=list, exclude_if=lambda value: not value,
+                             description="Written by torchtk into spec.json: what it cannot re-create.")
     model: ModelRef
     init: list[ComponentRef] = Field(default_factory=list, description="Weight initialisers, applied in order "
                                                                       "right after the model is built.")

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from torchtk.core.errors import TorchtkError
-from torchtk.core.spec.models import SLOTS, ModelRef, RunSpec, Slot
+from torchtk.core.spec.models import IMPORT_PATH, SLOTS, RunSpec, Slot
 
 if TYPE_CHECKING:
     from torchtk.core.registry import Registry
@@ -60,7 +60,7 @@ def _slot_properties(schema: dict[str, Any], defs: dict[str, Any], field: str) -
 def _ref_schema(slot: Slot, registry: Registry, defs: dict[str, Any]) -> dict[str, Any]:
     """One reference in ``slot``: a bare name, or an object per installed component."""
     slot_fields = {k: v for k, v in defs[slot.ref_model.__name__]["properties"].items()
-                   if k not in ("name", "params", "import")}
+                   if k not in ("name", "params", "import", "object")}
     names: list[str] = []
     alternatives: list[dict[str, Any]] = []
     for component in registry.components(slot.kind):
@@ -81,11 +81,11 @@ def _ref_schema(slot: Slot, registry: Registry, defs: dict[str, Any]) -> dict[st
             "required": ["name"],
             "additionalProperties": False,
         })
-    if slot.ref_model is ModelRef:
-        alternatives.append({"type": "object", "title": "model by import path",
-                             "properties": {"import": defs["ModelRef"]["properties"]["import"],
-                                            "params": {"type": "object"}},
-                             "required": ["import"], "additionalProperties": False})
+    alternatives.append({"type": "object", "title": f"{slot.kind} by import path",  # any slot: torchtk.core.imported
+                         "properties": {"import": {"type": "string", "pattern": IMPORT_PATH,
+                                                   "description": "package.module:factory, called with the params."},
+                                        "params": {"type": "object"}, **slot_fields},
+                         "required": ["import"], "additionalProperties": False})
     return {"anyOf": [{"type": "string", **_name_schema(names)}, *alternatives]}
 
 
