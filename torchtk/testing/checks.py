@@ -128,19 +128,20 @@ def _not_found(registry: Registry, plugin: str) -> str:
             f"(installed third-party plugins: {', '.join(third_party) or 'none'})")
 
 
-def check_plugin(plugin: Any, registry: Any = None, *, behaviour: bool = True,
+def check_plugin(plugin: Any, registry: Any = None, *, behaviour: bool | None = None,
                  params: Mapping[str, Mapping[str, Any]] | None = None,
                  samples: Mapping[str, Any] | None = None, skip: Mapping[str, str] | None = None,
                  only: Iterable[str] | None = None) -> PluginReport:
     """Conformance problems of one plugin's components (an empty list means it conforms).
 
     ``plugin``: its module (or plugin object), module name, entry-point name or
-    distribution name; ``check_plugin(registry, name)`` (the registry first) works too.
+    distribution name; ``check_plugin(registry, name)`` (the registry first, the older
+    form) works too, and runs the static checks only unless ``behaviour=True``.
     ``registry``: where to find it (default: built-ins and installed plugins).
 
     Static checks: snake_case names, a one-line summary, a strict params model
     (``torchtk.Params``) with a description on every field. With ``behaviour`` (the
-    default) each component is also built and used (:mod:`torchtk.testing.behaviour`),
+    default of the plugin-first form) each component is also built and used (:mod:`torchtk.testing.behaviour`),
     and a child process checks that listing the plugin imports no torch. ``params``,
     ``samples`` and ``skip`` are keyed by ``"name"`` or ``"kind:name"``: params for
     components whose defaults do not build, your own ``(output, target)`` batch for a
@@ -149,6 +150,9 @@ def check_plugin(plugin: Any, registry: Any = None, *, behaviour: bool = True,
     """
     if isinstance(plugin, Registry):
         plugin, registry = registry, plugin
+        behaviour = bool(behaviour)
+    elif behaviour is None:
+        behaviour = True
     registry, name, called = locate(plugin, registry)
     if name is None:
         return PluginReport(called, [_not_found(registry, called)])
