@@ -13,6 +13,8 @@ import torchtk
 from torchtk import Component, Params, hookimpl
 from torchtk.testing import TkResult, check_plugin, registry_for, registry_with, run_tiny, run_tk
 
+pytest_plugins = ["pytester"]  # the kit's own pytest plugin, tested in a child pytest
+
 
 def plugin_of(name: str, kind: str, component: str, build, params=None, extras=None):
     """A plugin module declaring one component, built by ``build(params)``."""
@@ -281,3 +283,34 @@ def test_run_tiny_trains_two_epochs_with_the_components_given(tmp_path):
     assert run.spec["loss"] == "mse" and "val_accuracy" in run.history[-1]
     assert run.history[1]["lr"] == pytest.approx(run.history[0]["lr"] * 0.1)
     assert run.run_dir.parent == tmp_path and (run.run_dir / "spec.json").exists()
+
+FIXTURE_TESTS = '''
+def test_lists(tk):
+    result = tk("list", "losses", "--json")
+    assert result.exit_code == 0 and "half_mse" in [row["name"] for row in result.json()]
+
+def test_registry_has_the_plugin_only(tk_registry):
+    assert tk_registry.resolve("loss", "half_mse").plugin == "kit_fixture_plugin"
+    assert [n for n, i in tk_registry.host.plugins.items() if not i.builtin] == ["kit_fixture_plugin"]
+
+def test_trains(run_tiny, tmp_path):
+    run = run_tiny(loss="half_mse")
+    assert len(run.history) == 2 and run.run_dir.parent == tmp_path / "runs"
+'''
+
+
+def test_the_pytest_plugin_is_installed_and_its_fixtures_test_the_named_plugin(pytester):
+    from importlib import metadata
+
+    assert "torchtk.testing.pytest_plugin" in [ep.value for ep in metadata.entry_points(group="pytest11")]
+    pytester.makepyfile(kit_fixture_plugin=GOOD_PLUGIN, test_fixtures=FIXTURE_TESTS)
+    pytester.makeini("[pytest]\ntorchtk_plugin = kit_fixture_plugin\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_the_fixtures_say_how_to_name_the_plugin_when_it_is_not(pytester):
+    pytester.makepyfile(test_unnamed="def test_it(tk):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*the tk_* fixtures need the plugin under test: set `torchtk_plugin = *"])
