@@ -256,10 +256,19 @@ def test_a_plugin_that_is_not_installed_says_what_is(installed_plugins):
         "(installed third-party plugins: kitfake (torchtk-kitfake))"]
 
 
+def test_a_distribution_with_two_plugins_is_checked_by_entry_point_name(installed_plugins):
+    installed_plugins("torchtk-kitfake", {"kitfake": "torchtk_fake_kit", "other": "torchtk_fake_other"},
+                      {"torchtk_fake_kit": GOOD_PLUGIN, "torchtk_fake_other": GOOD_PLUGIN.replace("half_mse", "x")})
+    assert check_plugin("torchtk-kitfake") == ["distribution 'torchtk-kitfake' provides 2 plugins (kitfake, other); "
+                                               "check each by its entry-point name"]
+    assert check_plugin("other", behaviour=False) == []
+    assert set(registry_for("torchtk-kitfake").names("loss")) >= {"half_mse", "x"}
+
+
 def test_registry_for_holds_the_builtins_and_that_plugin_only(installed_plugins):
     installed_plugins("torchtk-kitfake", {"kitfake": "torchtk_fake_kit", "other": "torchtk_fake_other"},
                       {"torchtk_fake_kit": GOOD_PLUGIN, "torchtk_fake_other": GOOD_PLUGIN.replace("half_mse", "x")})
-    for called in ("kitfake", "torchtk-kitfake", "torchtk_fake_kit"):
+    for called in ("kitfake", "torchtk_fake_kit"):  # the distribution's name loads both (test above)
         registry = registry_for(called)
         assert "half_mse" in registry.names("loss") and "x" not in registry.names("loss")
         assert registry.resolve("loss", "half_mse").provider == "kitfake (torchtk-kitfake 1.2.3)"

@@ -65,14 +65,15 @@ def registry_for(plugin: Any) -> Registry:
 
     from torchtk.core.plugins import ENTRY_POINT_GROUP
 
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    host = None
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):  # every entry point of a distribution named
         dist = ep.dist.name if ep.dist is not None else ""
         if plugin in (ep.name, ep.value, ep.value.partition(":")[0]) or (dist and _canonical(dist) == _canonical(plugin)):
-            host = PluginHost(entry_points=False)
-            host._load(ep.value, ep.name, builtin=False, distribution=dist,
-                       version=ep.dist.version if ep.dist is not None else "", entry_point=ep)
-            return Registry(host)
-    return registry_with(importlib.import_module(plugin))
+            host = host or PluginHost(entry_points=False)
+            if ep.name not in host.plugins:
+                host._load(ep.value, ep.name, builtin=False, distribution=dist,
+                           version=ep.dist.version if ep.dist is not None else "", entry_point=ep)
+    return Registry(host) if host is not None else registry_with(importlib.import_module(plugin))
 
 
 def _object_name(plugin: Any) -> str:
@@ -96,7 +97,14 @@ def _find(registry: Registry, wanted: str) -> str | None:
             return name
     matches = [name for name, info in plugins.items()
                if info.distribution and _canonical(info.distribution) == _canonical(wanted)]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) > 1:
+        raise _Ambiguous(f"distribution {wanted!r} provides {len(matches)} plugins ({', '.join(matches)}); "
+                         "check each by its entry-point name")
+    return matches[0] if matches else None
+
+
+class _Ambiguous(Exception):
+    """A distribution name that stands for more than one plugin."""
 
 
 def locate(plugin: Any, registry: Registry | None = None) -> tuple[Registry, str | None, str]:
@@ -153,7 +161,10 @@ def check_plugin(plugin: Any, registry: Any = None, *, behaviour: bool | None = 
         behaviour = bool(behaviour)
     elif behaviour is None:
         behaviour = True
-    registry, name, called = locate(plugin, registry)
+    try:
+        registry, name, called = locate(plugin, registry)
+    except _Ambiguous as exc:
+        return PluginReport(str(plugin), [str(exc)])
     if name is None:
         return PluginReport(called, [_not_found(registry, called)])
     report = PluginReport(name)
