@@ -10,6 +10,16 @@ import sys
 import pytest
 
 
+def kit_plugin() -> list[str]:
+    """Where torchtk runs from a source tree that was never installed (PYTHONPATH only), its
+    pytest11 entry point is missing: load the kit's plugin by name instead
+    (tests/plugins/test_testing_kit.py checks the entry point itself)."""
+    from importlib import metadata
+
+    installed = any(ep.value == "torchtk.testing.pytest_plugin" for ep in metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "torchtk.testing.pytest_plugin"]
+
+
 def child_env(site) -> dict:
     return {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -29,7 +39,7 @@ def test_new_plugin_installs_passes_its_tests_and_lists_its_loss(tk, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", *isolation,
                     "--target", str(site), str(package)], check=True, capture_output=True, timeout=180)
     assert (site / "torchtk_demo" / "__init__.py").exists()
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package)],
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *kit_plugin(), str(package)],
                            capture_output=True, text=True, env=child_env(site), cwd=tmp_path, timeout=300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert "4 passed" in tests.stdout
