@@ -323,3 +323,16 @@ def test_the_fixtures_say_how_to_name_the_plugin_when_it_is_not(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*the tk_* fixtures need the plugin under test: set `torchtk_plugin = *"])
+
+
+def test_only_narrows_the_behaviour_checks_and_assert_plugin_ok_lists_the_problems():
+    from torchtk.testing import assert_plugin_ok
+
+    module = plugin_of("kit_only", "loss", "returns_a_shape", lambda params: lambda o, t: o - t)
+    registry = registry_with(module)
+    report = check_plugin(module, registry, only=["loss:other_*"])
+    assert report == [] and report.checked == []
+    assert report.skipped["loss 'returns_a_shape'"] == "not selected by only=['loss:other_*']"
+    with pytest.raises(AssertionError, match=r"(?s)plugin 'kit_only': 1 problem\(s\).*- loss 'returns_a_shape': "
+                                             r"gives no finite scalar"):
+        assert_plugin_ok(module, registry)
