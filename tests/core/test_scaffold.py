@@ -39,8 +39,9 @@ def test_new_plugin_installs_passes_its_tests_and_lists_its_loss(tk, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", *isolation,
                     "--target", str(site), str(package)], check=True, capture_output=True, timeout=180)
     assert (site / "torchtk_demo" / "__init__.py").exists()
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *kit_plugin(), str(package)],
-                           capture_output=True, text=True, env=child_env(site), cwd=tmp_path, timeout=300)
+    pytest_args = ["-q", "-p", "no:cacheprovider", *kit_plugin(), str(package)]
+    tests = subprocess.run([sys.executable, "-m", "pytest", *pytest_args], capture_output=True, text=True,
+                           env=child_env(site), cwd=tmp_path, timeout=300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert "4 passed" in tests.stdout
 

@@ -336,3 +336,12 @@ def test_only_narrows_the_behaviour_checks_and_assert_plugin_ok_lists_the_proble
     with pytest.raises(AssertionError, match=r"(?s)plugin 'kit_only': 1 problem\(s\).*- loss 'returns_a_shape': "
                                              r"gives no finite scalar"):
         assert_plugin_ok(module, registry)
+
+
+def test_importing_the_kit_and_its_pytest_plugin_imports_no_torch():
+    import subprocess
+
+    code = ("import sys, torchtk.testing, torchtk.testing.pytest_plugin; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -68,7 +68,8 @@ def registry_for(plugin: Any) -> Registry:
     host = None
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):  # every entry point of a distribution named
         dist = ep.dist.name if ep.dist is not None else ""
-        if plugin in (ep.name, ep.value, ep.value.partition(":")[0]) or (dist and _canonical(dist) == _canonical(plugin)):
+        named = plugin in (ep.name, ep.value, ep.value.partition(":")[0])
+        if named or (dist and _canonical(dist) == _canonical(plugin)):
             host = host or PluginHost(entry_points=False)
             if ep.name not in host.plugins:
                 host._load(ep.value, ep.name, builtin=False, distribution=dist,
