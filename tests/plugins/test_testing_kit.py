@@ -345,3 +345,21 @@ def test_importing_the_kit_and_its_pytest_plugin_imports_no_torch():
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_loss_with_a_mode_param_is_tried_on_that_modes_batches():
+    from typing import Literal
+
+    class ModeParams(Params):
+        """A mode."""
+        mode: Literal["binary", "multiclass"] = Field("multiclass", description="The task.")
+
+    def build(params):
+        import torch
+
+        return lambda output, target: torch.nn.functional.nll_loss(output.log_softmax(1), target)  # class indices
+
+    module = plugin_of("kit_mode", "loss", "moded", build, params=ModeParams)
+    assert problems(module) == []
+    found = problems(module, params={"moded": {"mode": "binary"}})
+    assert len(found) == 1 and "on the 'binary' samples (binary:" in found[0], found

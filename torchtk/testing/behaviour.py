@@ -100,7 +100,7 @@ def check_loss(registry: Registry, component: Component, params: BaseModel, samp
     model = torch.nn.Linear(2, 1)
     loss = registry.build(component, params, model=model)
     kinds = [lambda g: ([sample[0]] if getattr(sample[0], "requires_grad", False) else [], *sample)] if sample \
-        else sample_kinds.loss_samples(component.extras)
+        else sample_kinds.loss_samples(component.extras, params)
     failures = []
     for make in kinds:
         leaves, output, target = make(torch.Generator().manual_seed(0))
@@ -112,8 +112,8 @@ def check_loss(registry: Registry, component: Component, params: BaseModel, samp
         if problem is None:
             return []
         failures.append(f"{getattr(make, '__name__', 'sample')}: {problem}")
-    declared = component.extras.get("prediction")
-    tried = f"the {declared!r} samples" if declared and not sample else "any sample batch"
+    declared = component.extras.get("prediction") or getattr(params, "mode", None)
+    tried = f"the {declared!r} samples" if isinstance(declared, str) and not sample else "any sample batch"
     return [f"gives no finite scalar with a gradient on {tried} (" + "; ".join(failures[:4]) + ")"]
 
 

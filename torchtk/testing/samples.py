@@ -2,8 +2,9 @@
 
 A loss's catalog entry declares how its model output is read
 (``extras={"prediction": "sigmoid" | "softmax" | "log_softmax" | "probabilities" |
-"value"}``, :mod:`torchtk.core.prediction`); the batches of that kind are tried, and a
-loss that declares nothing gets every batch kind below. Each sample is a function of a
+"value"}``, :mod:`torchtk.core.prediction`), or its params say it with ``mode`` and
+``from_logits`` (the segmentation losses); the batches of that kind are tried, and a
+loss that declares neither gets every batch kind below. Each sample is a function of a
 seeded generator returning ``(leaves, output, target)``: ``leaves`` are the tensors
 that must receive a gradient (the output's own leaves).
 """
@@ -160,10 +161,36 @@ EVERY: list[Sample] = list(dict.fromkeys(
     + [pairs, ranked_pairs, triplets, mean_and_variance, sequences, class_masks]))
 
 
-def loss_samples(extras: Any) -> list[Sample]:
-    """The sample kinds a loss with these catalog ``extras`` is tried on, declared ones first."""
+# losses whose params have ``mode`` (and ``from_logits``) say their task there instead
+BY_MODE: dict[str, list[Sample]] = {
+    "binary": [binary, masks, binary_flat],
+    "multiclass": [multiclass, class_masks],
+    "multilabel": [multilabel, masks],
+}
+
+
+def _as_probabilities(make: Sample, mode: str) -> Sample:
+    """``make``'s batch with the output turned into probabilities (``from_logits: false``)."""
+
+    def probabilities_of(g: Any) -> tuple[list[Any], Any, Any]:
+        leaves, output, target = make(g)
+        return leaves, output.softmax(1) if mode == "multiclass" else output.sigmoid(), target
+
+    probabilities_of.__name__ = f"{make.__name__}_probabilities"
+    return probabilities_of
+
+
+def loss_samples(extras: Any, params: Any = None) -> list[Sample]:
+    """The sample kinds a loss is tried on: by its declared ``prediction``, else by its
+    ``mode`` and ``from_logits`` params, else every kind."""
     declared = extras.get("prediction") if extras else None
-    return BY_PREDICTION.get(declared, EVERY)
+    if declared in BY_PREDICTION:
+        return BY_PREDICTION[declared]
+    mode = getattr(params, "mode", None)
+    if mode in BY_MODE:
+        kinds = BY_MODE[mode]
+        return kinds if getattr(params, "from_logits", True) else [_as_probabilities(k, mode) for k in kinds]
+    return EVERY
 
 
 METRIC_SAMPLES: list[Sample] = [binary, multiclass, values, masks, class_masks]
