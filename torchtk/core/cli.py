@@ -192,6 +192,22 @@ def plugins(as_json: bool = JSON_OPTION, plugin: Optional[List[str]] = PLUGIN_OP
     return None
 
 
+@app.command("new-plugin")
+def new_plugin(
+    name: str = typer.Argument(..., help="Plugin name: folder NAME, distribution torchtk-NAME, module torchtk_NAME."),
+    parent: str = typer.Option(".", "--dir", help="Folder to create NAME in (default: the current one)."),
+) -> None:
+    """Write a ready plugin package: pyproject with the entry point, a loss, a callback, tests, README."""
+    from torchtk.core.scaffold import new_plugin as write_plugin
+
+    names, target, written = write_plugin(name, parent)
+    print(f"Wrote {names.distribution} (module {names.module}, entry point {names.entry_point!r}) in {target}:")
+    for path in written:
+        print(f"  {path.relative_to(target)}")
+    shown = str(target) if target.is_absolute() or str(target).startswith(".") else f"./{target}"  # pip: a path
+    print(f"Next: pip install {shown} && pytest {shown} && tk list losses   # shows {names.prefix}_smooth_bce")
+
+
 @app.command("validate")
 def validate(
     spec: str = typer.Argument(..., help="Spec file (JSON or YAML) or bundled example name."),
