@@ -176,6 +176,8 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
     for c in conflicts:
         console.print(f"conflict: {c['kind']} {c['name']!r} is provided by {' and '.join(c['providers'])}; "
                       f"a spec must name one as plugin::{c['name']}", markup=False)
+    for slow in data["slow"]:
+        console.print(f"slow: {slow['note']}", markup=False)
     return None
 
 

@@ -24,6 +24,7 @@ import pluggy
 
 from torchtk.core import hookspecs
 from torchtk.core.errors import BrokenPluginError, TorchtkError
+from torchtk.core.plugin_checks import measure_import
 
 ENTRY_POINT_GROUP = "torchtk"
 
@@ -43,6 +44,7 @@ class PluginInfo:
     version: str = ""
     error: BaseException | None = None
     hooks: list[str] = field(default_factory=list)
+    import_cost: Any = None  # plugin_checks.ImportCost of loading it: seconds, heavy modules it pulled in
 
     @property
     def broken(self) -> bool:
@@ -157,7 +159,8 @@ class PluginHost:
         info = PluginInfo(name=name, module=target, builtin=builtin, distribution=distribution, version=version)
         self.plugins[name] = info
         try:
-            plugin = entry_point.load() if entry_point is not None else importlib.import_module(target)
+            with measure_import() as info.import_cost:  # tk plugins names a plugin that makes listing slow
+                plugin = entry_point.load() if entry_point is not None else importlib.import_module(target)
             self.register(plugin, name, info)
         except (Exception, SystemExit) as exc:  # a broken plugin (sys.exit too) never takes the host down
             self.mark_broken(name, exc)
