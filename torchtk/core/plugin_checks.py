@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import os
 import subprocess
 import sys
 import time
@@ -164,7 +165,8 @@ def import_cost_in_fresh_process(module: str, timeout: float = 120.0) -> ImportC
     code = (f"import json, sys, time\nbefore = set(sys.modules)\nstart = time.perf_counter()\nimport {module}\n"
             f"print(json.dumps([time.perf_counter() - start, [m for m in {list(HEAVY_MODULES)!r} "
             "if m in sys.modules and m not in before]]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # what imports here imports there
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         raise TorchtkError(f"importing {module} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
     seconds, heavy = json.loads(done.stdout.strip().splitlines()[-1])
