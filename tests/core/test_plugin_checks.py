@@ -249,3 +249,13 @@ def test_the_report_and_the_fresh_process_measure_agree_on_what_was_imported(tmp
     cost = import_cost_in_fresh_process("torchtk_fake_heavy")
     assert cost.heavy == ["torch"] and cost.seconds > 0 and cost.slow
     assert import_cost_in_fresh_process("torchtk.plugins.losses").heavy == []  # the built-ins import no torch
+
+
+def test_the_kit_can_ask_whether_a_plugin_module_makes_listing_slow(tmp_path, monkeypatch):
+    from torchtk.core.plugins import listing_cost_problem
+
+    _fake_dist(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    problem = listing_cost_problem("torchtk_fake_heavy")
+    assert problem.startswith("plugin module 'torchtk_fake_heavy' imports torch when loaded (")
+    assert listing_cost_problem("torchtk.plugins.metrics") is None

@@ -234,3 +234,18 @@ class PluginHost:
         others = [impl.plugin for impl in impls if impl.plugin is not plugin]
         subset = self.pm.subset_hook_caller(hook, remove_plugins=others)
         return subset(**{arg: kwargs.get(arg) for arg in spec.argnames})
+
+
+def listing_cost_problem(module: str) -> str | None:
+    """Why importing plugin ``module`` makes every ``tk list`` slow (it pulls in torch or
+    another heavy library, or takes over a second on its own), measured in a fresh interpreter;
+    ``None`` when it loads cheaply. For ``torchtk.testing.check_plugin``; ``tk plugins``
+    reports the same from the import it timed itself (``plugin_checks``)."""
+    from torchtk.core.plugin_checks import import_cost_in_fresh_process
+
+    cost = import_cost_in_fresh_process(module)
+    if not cost.slow:
+        return None
+    what = f"imports {', '.join(cost.heavy)}" if cost.heavy else "is slow to import"
+    return (f"plugin module {module!r} {what} when loaded ({cost.seconds:.1f} s): every `tk list` pays for it; "
+            "import heavy libraries inside the hooks that build components, not at module level")
