@@ -46,7 +46,8 @@ def test_tk_hooks_lists_shows_one_and_prints_the_markdown(tk):
 def test_an_unknown_hook_is_an_input_error_with_the_closest_name(tk):
     result = tk("hooks", "on_stepp")
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: unknown hook 'on_stepp'. Did you mean 'on_step'? Hooks: register_components")
+    assert result.stderr.startswith("error: unknown hook 'on_stepp'. Did you mean 'on_step'? "
+                                    "Hooks: register_components")
 
 
 def test_tk_hooks_imports_no_torch():

@@ -146,7 +146,8 @@ def test_schema_includes_every_component_and_its_params():
 
     schema = run_spec_schema()
     alternatives = schema["$defs"]["loss_ref"]["anyOf"]
-    focal = next(c for c in component_branches(schema, "loss") if c["properties"]["name"]["anyOf"][0]["enum"][0] == "focal")
+    focal = next(c for c in component_branches(schema, "loss")
+                 if c["properties"]["name"]["anyOf"][0]["enum"][0] == "focal")
     assert focal is schema["$defs"]["loss.focal"]
     assert focal["properties"]["params"]["properties"]["gamma"]["minimum"] == 0
     assert "weight" in focal["properties"]  # the slot's own fields are allowed too

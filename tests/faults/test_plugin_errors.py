@@ -29,7 +29,8 @@ def assert_failed_keeping_epoch_1(result, tmp_path, exception):
     return run
 
 
-@pytest.mark.parametrize("hook", ["on_epoch_start", "on_step", "on_validation_end", "on_epoch_end", "on_save_checkpoint"])
+@pytest.mark.parametrize("hook", ["on_epoch_start", "on_step", "on_validation_end", "on_epoch_end",
+                                  "on_save_checkpoint"])
 def test_an_exception_in_a_plugins_hook_names_the_component_its_path_and_plugin(tk, spec_file, small_spec, tmp_path,
                                                                                  faults_plugin, hook):
     spec = failing_spec(small_spec, tmp_path, {"hook": hook, "epoch": 2})

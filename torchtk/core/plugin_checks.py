@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from torchtk.core.plugins import PluginInfo
 
 # the run hooks a callback may implement (hookspecs' "run calls"), in calling order
-RUN_HOOKS = tuple(name for name, spec in vars(hookspecs).items() if name.startswith("on_") and hasattr(spec, "torchtk_spec"))
+RUN_HOOKS = tuple(name for name, spec in vars(hookspecs).items()
+                  if name.startswith("on_") and hasattr(spec, "torchtk_spec"))
 # public methods the engine calls on a callback that are not hooks
 CALLBACK_METHODS = ("state_dict", "load_state_dict", "bind")
 _IMPL_MARK = "torchtk_impl"  # the attribute pluggy's HookimplMarker("torchtk") sets
@@ -153,9 +154,14 @@ def slow_plugin_note(info: PluginInfo) -> str | None:
     cost = getattr(info, "import_cost", None)
     if cost is None or not cost.slow or (info.builtin and not cost.heavy):  # the first built-in imports pydantic
         return None
-    what = f"imports {', '.join(cost.heavy)}" if cost.heavy else "is slow to import"
     dist = f" ({info.distribution} {info.version})".replace(" )", ")") if info.distribution else ""
-    return (f"plugin {info.name!r}{dist} {what} when loaded ({cost.seconds:.1f} s): every `tk list` pays for it; "
+    return cost_note(f"plugin {info.name!r}{dist}", cost)
+
+
+def cost_note(subject: str, cost: ImportCost) -> str:
+    """``<subject> imports torch when loaded (6.9 s): every `tk list` pays for it; ...``."""
+    what = f"imports {', '.join(cost.heavy)}" if cost.heavy else "is slow to import"
+    return (f"{subject} {what} when loaded ({cost.seconds:.1f} s): every `tk list` pays for it; "
             "import heavy libraries inside the hooks that build components, not at module level")
 
 

@@ -241,11 +241,7 @@ def listing_cost_problem(module: str) -> str | None:
     another heavy library, or takes over a second on its own), measured in a fresh interpreter;
     ``None`` when it loads cheaply. For ``torchtk.testing.check_plugin``; ``tk plugins``
     reports the same from the import it timed itself (``plugin_checks``)."""
-    from torchtk.core.plugin_checks import import_cost_in_fresh_process
+    from torchtk.core.plugin_checks import cost_note, import_cost_in_fresh_process
 
     cost = import_cost_in_fresh_process(module)
-    if not cost.slow:
-        return None
-    what = f"imports {', '.join(cost.heavy)}" if cost.heavy else "is slow to import"
-    return (f"plugin module {module!r} {what} when loaded ({cost.seconds:.1f} s): every `tk list` pays for it; "
-            "import heavy libraries inside the hooks that build components, not at module level")
+    return cost_note(f"plugin module {module!r}", cost) if cost.slow else None

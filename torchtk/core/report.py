@@ -95,4 +95,5 @@ def slow_plugins(registry: Registry) -> list[dict[str, Any]]:
     return found
 
 
-__all__ = ["component_list", "component_rows", "kind_counts", "plugin_report", "short_plugin_name", "slow_plugins", "short_provider"]
+__all__ = ["component_list", "component_rows", "kind_counts", "plugin_report", "short_plugin_name", "short_provider",
+           "slow_plugins"]
