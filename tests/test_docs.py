@@ -136,3 +136,72 @@ def test_readme_after_training_output_is_real(tk, tmp_path, monkeypatch):
         real = (result.stdout + result.stderr).replace(str(tmp_path), README_CWD)
         _same_output(shown, [line for line in real.splitlines() if line.strip()])
     assert (tmp_path / "compare.png").is_file() and (tmp_path / "predictions.csv").is_file()
+
+
+# -- the callback guide and the hook reference ------------------------------------------------
+
+CALLBACK_GUIDE = CONTRIBUTING.split("## Writing a callback", 1)[1].split("\n## ", 1)[0]
+
+
+def test_docs_hooks_md_is_generated_from_the_hookspecs():
+    from torchtk.core.hook_reference import markdown
+
+    assert (ROOT / "docs" / "hooks.md").read_text() == markdown(), (
+        "docs/hooks.md is stale: regenerate it with `tk hooks --markdown > docs/hooks.md`")
+
+
+def test_the_callback_guide_names_every_run_hook_and_every_train_state_field():
+    import dataclasses
+
+    from torchtk import RunInfo, TrainState
+    from torchtk.core.plugin_checks import RUN_HOOKS
+
+    table = CALLBACK_GUIDE.split("**The run hooks**", 1)[1].split("**`TrainState`**", 1)[0]
+    assert re.findall(r"^\| `(\w+)` \|", table, re.M) == list(RUN_HOOKS)
+    fields = CALLBACK_GUIDE.split("**`TrainState`**", 1)[1].split("A worked example", 1)[0]
+    named = set(re.findall(r"`(\w+)`", " ".join(re.findall(r"^\| ([^|]+) \|", fields, re.M))))
+    assert named == {f.name for f in dataclasses.fields(TrainState)}
+    run_info = {f.name for f in dataclasses.fields(RunInfo)} | {"total_steps", "validates"}
+    assert all(f"`{name}" in fields for name in run_info), run_info
+
+
+def _guide_plugin():
+    """The guide's worked example, as the module a plugin author would write."""
+    import types
+
+    [code] = [block for block in re.findall(r"```python\n(.*?)```", CALLBACK_GUIDE, re.S)
+              if block.startswith("# torchtk_patience.py")]
+    module = types.ModuleType("torchtk_patience")
+    exec(compile(code, "CONTRIBUTING.md", "exec"), module.__dict__)
+    return module
+
+
+def test_the_callback_guides_example_trains_stops_and_resumes(small_spec, tmp_path):
+    import json
+
+    import torch
+
+    import torchtk
+    from torchtk.testing import check_plugin, registry_with
+
+    registry = registry_with(_guide_plugin())
+    assert check_plugin(registry, "torchtk_patience") == []
+    small_spec["trainer"]["epochs"] = 6
+    small_spec["callbacks"] = [{"name": "train_loss_patience", "params": {"patience": 2, "min_delta": 10.0}}]
+    result = torchtk.train(small_spec, registry=registry)  # epoch 1 improves on inf; 2 and 3 not by 10
+    assert result.stopped_early and [row["epoch"] for row in result.history] == [1, 2, 3]
+    log = (result.run_dir / "train.log").read_text()
+    assert "train_loss_patience: stopping after 2 epochs without improvement" in log
+    assert "train_loss has not improved for 2 epochs: stopping" in log
+    extras = json.loads((result.run_dir / "metrics.json").read_text())["train_loss_patience"]
+    assert extras == {"best": result.history[0]["train_loss"], "waited": 2}
+    saved = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["callbacks"]["callbacks[0]:train_loss_patience"] == extras
+
+    small_spec["trainer"]["epochs"] = 2
+    small_spec["callbacks"][0]["params"]["patience"] = 3
+    first = torchtk.train(small_spec, registry=registry)
+    assert not first.stopped_early
+    resumed = torchtk.train(small_spec, registry=registry, resume=first.run_dir, overrides=["trainer.epochs=6"])
+    # the resumed callback kept counting from its checkpointed state: it waited 1, then 2 more epochs
+    assert resumed.stopped_early and [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]

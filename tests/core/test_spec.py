@@ -142,9 +142,13 @@ def test_override_needs_an_equals_sign():
 def test_schema_includes_every_component_and_its_params():
     from torchtk.core.spec import run_spec_schema
 
+    from torchtk.core.spec.schema import component_branches
+
     schema = run_spec_schema()
     alternatives = schema["$defs"]["loss_ref"]["anyOf"]
-    focal = next(c for c in alternatives[1:] if c["properties"]["name"]["anyOf"][0]["enum"][0] == "focal")
+    focal = next(c for c in component_branches(schema, "loss")
+                 if c["properties"]["name"]["anyOf"][0]["enum"][0] == "focal")
+    assert focal is schema["$defs"]["loss.focal"]
     assert focal["properties"]["params"]["properties"]["gamma"]["minimum"] == 0
     assert "weight" in focal["properties"]  # the slot's own fields are allowed too
     assert "focal" in alternatives[0]["anyOf"][0]["enum"]  # the bare-string shorthand

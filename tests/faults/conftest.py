@@ -62,6 +62,14 @@ class Explode:
     def on_epoch_end(self, state):
         self.fire(state, "on_epoch_end")
 
+    @hookimpl
+    def on_validation_end(self, state):
+        self.fire(state, "on_validation_end")
+
+    @hookimpl
+    def on_save_checkpoint(self, state, checkpoint):
+        self.fire(state, "on_save_checkpoint")
+
 
 class SignalAt:
     def __init__(self, params):
@@ -153,12 +161,33 @@ def register_components(register):
     register(Component("callback", "poison", "Makes the weights inf.", params=EpochParams))
     register(Component("callback", "fill_disk", "Fills the disk.", params=EpochParams))
     register(Component("dataset", "nan_rings", "Rings with nan inputs.", params=NanRingsParams))
+    register(Component("loss", "flaky_loss", "BCE that raises after some training batches.", params=FlakyParams))
 
 
 @hookimpl
 def make_callback(name, params):
     return {"explode": Explode, "signal_at": SignalAt, "record_exception": Record, "poison": Poison,
             "fill_disk": FillDisk}[name](params)
+
+
+class FlakyParams(Params):
+    """Raise after fail_after training batches."""
+    fail_after: int = Field(20, description="Training batches before it raises.")
+
+
+@hookimpl
+def make_loss(name, params):
+    import torch
+
+    calls = []
+
+    def flaky_loss(output, target):
+        calls.append(torch.is_grad_enabled())
+        if sum(calls) > params.fail_after:
+            raise ArithmeticError("flaky loss")
+        return torch.nn.functional.binary_cross_entropy_with_logits(output, target)
+
+    return flaky_loss
 
 
 @hookimpl

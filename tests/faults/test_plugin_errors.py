@@ -29,7 +29,8 @@ def assert_failed_keeping_epoch_1(result, tmp_path, exception):
     return run
 
 
-@pytest.mark.parametrize("hook", ["on_epoch_start", "on_step", "on_epoch_end"])
+@pytest.mark.parametrize("hook", ["on_epoch_start", "on_step", "on_validation_end", "on_epoch_end",
+                                  "on_save_checkpoint"])
 def test_an_exception_in_a_plugins_hook_names_the_component_its_path_and_plugin(tk, spec_file, small_spec, tmp_path,
                                                                                  faults_plugin, hook):
     spec = failing_spec(small_spec, tmp_path, {"hook": hook, "epoch": 2})
@@ -61,6 +62,16 @@ def test_a_model_that_fails_while_training_is_named_by_its_import_path(tk, spec_
     assert_failed_keeping_epoch_1(result, tmp_path, "RuntimeError")
     assert ("the run failed in epoch 2: model 'torchtk_fake_faults:flaky_model' (imported) raised RuntimeError: "
             "flaky forward" in result.stderr)
+
+
+def test_a_plugins_loss_that_fails_while_training_is_named_with_its_plugin_and_distribution(tk, spec_file, small_spec,
+                                                                                             tmp_path, faults_plugin):
+    small_spec["loss"] = [{"name": "flaky_loss", "params": {"fail_after": 20}}]
+    small_spec["callbacks"] = [{"name": "record_exception", "params": {"path": str(tmp_path / "on_exception.txt")}}]
+    result = tk("train", spec_file(small_spec))
+    assert_failed_keeping_epoch_1(result, tmp_path, "ArithmeticError")
+    assert (f"the run failed in epoch 2: loss[0] 'flaky_loss' {PLUGIN} raised ArithmeticError: flaky loss"
+            in result.stderr), result.stderr
 
 
 def test_a_built_in_component_is_named_with_its_plugin_and_distribution(small_spec, monkeypatch):

@@ -129,11 +129,14 @@ def _alternatives() -> list[tuple[str, str, dict[str, Any]]]:
     """``(kind, title, schema)`` for every component alternative of ``tk schema``."""
     from torchtk.core.spec import run_spec_schema
 
+    from torchtk.core.spec.schema import component_branches
+
     schema = run_spec_schema()
     defs = schema["$defs"]
     found = []
     for kind, slot in SLOT_OF_KIND.items():
-        for alternative in defs[f"{kind}_ref"]["anyOf"][1:]:
+        by_import = defs[f"{kind}_ref"]["anyOf"][2:]  # the model given by import path
+        for alternative in component_branches(schema, kind) + by_import:
             alternative = copy.deepcopy(alternative)
             alternative.get("properties", {}).pop("transforms", None)  # fuzzed through the transform slot
             found.append((kind, alternative.get("title", kind), {"$defs": defs, **alternative}))

@@ -51,7 +51,9 @@ from torchtk.core.data import (Chain, TensorBatches, batch_limits, class_names, 
                                to_device)
 from torchtk.core.distributed import Placement
 from torchtk.core.errors import TorchtkError, UserInputError, shorten
+from torchtk.core.failures import component_label
 from torchtk.core.param_groups import apply_lr_scale, check_rules, group_names, merge_groups
+from torchtk.core.plugin_checks import check_callback
 from torchtk.core.run_hooks import RunHooks
 from torchtk.core.spec import ResolvedSpec, RunSpec
 from torchtk.core.state import Precision, RunInfo
@@ -347,6 +349,8 @@ def has_run_hooks(component: Any) -> bool:
 def _callbacks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     """The spec's callbacks, after the policies that have run hooks, all behind RunHooks."""
     parts.callbacks.update({f"{e.path}:{e.ref.key}": build(resolved, e.path) for e in resolved.slot("callbacks")})
+    for key, callback in parts.callbacks.items():  # a misnamed hook would never run: refused here
+        check_callback(callback, component_label(parts, key.split(":", 1)[0]))
     parts.hooks = RunHooks(list(parts.callbacks.values()))
 
 

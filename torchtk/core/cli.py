@@ -189,6 +189,8 @@ def plugins(as_json: bool = JSON_OPTION, plugin: Optional[List[str]] = PLUGIN_OP
     for c in conflicts:
         console.print(f"conflict: {c['kind']} {c['name']!r} is provided by {' and '.join(c['providers'])}; "
                       f"a spec must name one as plugin::{c['name']}", markup=False)
+    for slow in data["slow"]:
+        console.print(f"slow: {slow['note']}", markup=False)
     return None
 
 
@@ -255,6 +257,32 @@ def schema() -> None:
     from torchtk.core.spec import run_spec_schema
 
     _print_json(run_spec_schema())
+
+
+@app.command("hooks")
+def hooks(
+    name: Optional[str] = typer.Argument(None, help="One hook to show in full (e.g. on_step)."),
+    markdown: bool = typer.Option(False, "--markdown", help="The whole reference as Markdown (docs/hooks.md)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every hook a plugin can implement: signature, when it is called, its contract."""
+    from torchtk.core import hook_reference
+
+    if markdown:
+        return _print_closed_ok(hook_reference.markdown().rstrip("\n"))
+    if name is not None:
+        hook = hook_reference.hook_doc(name)
+        if hook is None:
+            raise UserInputError(hook_reference.unknown_hook_message(name))
+        return _print_closed_ok("\n".join([f"{hook.name}", "", *hook_reference.hook_section(hook)]))
+    rows = hook_reference.table_rows()
+    if as_json:
+        return _print_json(rows)
+    table = _table("hook", "call", "summary", box=None)
+    for row in rows:
+        table.add_row(row["hook"], row["call"], row["summary"])
+    _console().print(table)
+    return None
 
 
 @app.command("examples")

@@ -24,6 +24,7 @@ import pluggy
 
 from torchtk.core import hookspecs
 from torchtk.core.errors import BrokenPluginError, TorchtkError
+from torchtk.core.plugin_checks import measure_import
 
 ENTRY_POINT_GROUP = "torchtk"
 
@@ -43,6 +44,7 @@ class PluginInfo:
     version: str = ""
     error: BaseException | None = None
     hooks: list[str] = field(default_factory=list)
+    import_cost: Any = None  # plugin_checks.ImportCost of loading it: seconds, heavy modules it pulled in
 
     @property
     def broken(self) -> bool:
@@ -157,7 +159,8 @@ class PluginHost:
         info = PluginInfo(name=name, module=target, builtin=builtin, distribution=distribution, version=version)
         self.plugins[name] = info
         try:
-            plugin = entry_point.load() if entry_point is not None else importlib.import_module(target)
+            with measure_import() as info.import_cost:  # tk plugins names a plugin that makes listing slow
+                plugin = entry_point.load() if entry_point is not None else importlib.import_module(target)
             self.register(plugin, name, info)
         except (Exception, SystemExit) as exc:  # a broken plugin (sys.exit too) never takes the host down
             self.mark_broken(name, exc)
@@ -244,3 +247,14 @@ class PluginHost:
         others = [impl.plugin for impl in impls if impl.plugin is not plugin]
         subset = self.pm.subset_hook_caller(hook, remove_plugins=others)
         return subset(**{arg: kwargs.get(arg) for arg in spec.argnames})
+
+
+def listing_cost_problem(module: str) -> str | None:
+    """Why importing plugin ``module`` makes every ``tk list`` slow (it pulls in torch or
+    another heavy library, or takes over a second on its own), measured in a fresh interpreter;
+    ``None`` when it loads cheaply. For ``torchtk.testing.check_plugin``; ``tk plugins``
+    reports the same from the import it timed itself (``plugin_checks``)."""
+    from torchtk.core.plugin_checks import cost_note, import_cost_in_fresh_process
+
+    cost = import_cost_in_fresh_process(module)
+    return cost_note(f"plugin module {module!r}", cost) if cost.slow else None

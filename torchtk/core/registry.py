@@ -28,6 +28,7 @@ from torchtk.core.errors import (
     UserInputError,
     shorten,
 )
+from torchtk.core.plugin_checks import check_declared, params_model_problem
 from torchtk.core.plugins import PluginHost
 
 SCOPE_SEPARATOR = "::"
@@ -109,6 +110,7 @@ class Registry:
 
             try:
                 register_components(register)
+                check_declared(declared)  # a plain BaseModel as params: the plugin is broken, saying why
             except (Exception, SystemExit) as exc:
                 self.host.mark_broken(plugin_name, exc)
                 continue
@@ -239,7 +241,11 @@ class Registry:
     def params_model(self, component: Component) -> type[BaseModel]:
         """The component's params model; a plugin whose lazy model fails to load is broken."""
         try:
-            return component.params_model
+            model = component.params_model
+            problem = params_model_problem(model)  # a lazy model, loaded now
+            if problem:
+                raise TypeError(problem)
+            return model
         except Exception as exc:
             info = self.host.plugins.get(component.plugin)
             if info is not None and not info.broken:

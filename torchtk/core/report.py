@@ -64,7 +64,8 @@ def plugin_report(registry: Registry) -> dict[str, list[dict[str, Any]]]:
 
     ``{"plugins": [{"name", "builtin", "distribution", "version", "provides"
     ({kind: count}), "hooks", "status" ("ok" or "broken: <reason>")}, ...],
-    "conflicts": [{"kind", "name", "providers": [provenance, ...]}, ...]}``
+    "conflicts": [{"kind", "name", "providers": [provenance, ...]}, ...],
+    "slow": [...]}`` (:func:`slow_plugins`)
     """
     provided: dict[str, Counter[str]] = {}
     for comps in registry.providers.values():
@@ -77,7 +78,22 @@ def plugin_report(registry: Registry) -> dict[str, list[dict[str, Any]]]:
     } for info in registry.host.plugins.values()]
     conflicts = [{"kind": k, "name": n, "providers": [c.provider for c in comps]}
                  for k, n, comps in registry.conflicts()]
-    return {"plugins": plugins, "conflicts": conflicts}
+    return {"plugins": plugins, "conflicts": conflicts, "slow": slow_plugins(registry)}
 
 
-__all__ = ["component_list", "component_rows", "kind_counts", "plugin_report", "short_plugin_name", "short_provider"]
+def slow_plugins(registry: Registry) -> list[dict[str, Any]]:
+    """The plugins that make listing slow: ``{"name", "seconds", "imports" (heavy modules
+    their import pulled in), "note"}`` (``tk plugins`` prints the note)."""
+    from torchtk.core.plugin_checks import slow_plugin_note
+
+    found = []
+    for info in registry.host.plugins.values():
+        note = slow_plugin_note(info)
+        if note is not None:
+            found.append({"name": info.name, "seconds": round(info.import_cost.seconds, 3),
+                          "imports": list(info.import_cost.heavy), "note": note})
+    return found
+
+
+__all__ = ["component_list", "component_rows", "kind_counts", "plugin_report", "short_plugin_name", "short_provider",
+           "slow_plugins"]

@@ -303,6 +303,7 @@ class RunSpec(_Strict):
         optional one (``"scheduler": null``) is the empty list."""
         if isinstance(data, dict):
             data = dict(data)
+            data.pop("$schema", None)  # for editors (tk schema): never part of the run or its fingerprint
             for field in ONE_OR_MANY:
                 if isinstance(data.get(field), (str, dict)):
                     data[field] = [data[field]]

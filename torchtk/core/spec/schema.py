@@ -22,9 +22,10 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
     """JSON Schema of the run spec in which every component slot accepts exactly the
     installed components, each with its own params schema (``tk schema``).
 
-    Each kind gets a ``$defs`` entry ``<kind>_ref``: one alternative per component
-    (``name`` fixed to its name or aliases, ``params`` its params model) plus the bare
-    string shorthand. Editors that read JSON Schema can then complete and check specs.
+    Each kind gets a ``$defs`` entry ``<kind>_ref``: the bare string shorthand, or an
+    object discriminated by ``name`` into one branch per component (``$defs/<kind>.<name>``:
+    ``params`` its params model). Editors that read JSON Schema (VS Code) can then
+    complete and check specs; ``"$schema"`` in a spec points them at this file.
     """
     if registry is None:
         from torchtk.core.registry import get_registry
@@ -32,6 +33,9 @@ def run_spec_schema(registry: Registry | None = None) -> dict[str, Any]:
         registry = get_registry()
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **RunSpec.model_json_schema()}
     defs = schema.setdefault("$defs", {})
+    schema["properties"] = {"$schema": {"type": "string", "description": (
+        "The JSON Schema an editor checks this spec against (`tk schema > torchtk.schema.json`); "
+        "ignored by the run.")}, **schema["properties"]}
     for slot in SLOTS:
         defs[f"{slot.kind}_ref"] = _ref_schema(slot, registry, defs)
         ref = {"$ref": f"#/$defs/{slot.kind}_ref"}
@@ -58,11 +62,18 @@ def _slot_properties(schema: dict[str, Any], defs: dict[str, Any], field: str) -
 
 
 def _ref_schema(slot: Slot, registry: Registry, defs: dict[str, Any]) -> dict[str, Any]:
-    """One reference in ``slot``: a bare name, or an object per installed component."""
+    """One reference in ``slot``: a bare name, or an object discriminated by its ``name``.
+
+    Each installed component is one branch, ``$defs/<kind>.<name>`` (``name`` fixed to its
+    name or aliases, ``params`` its params model, the slot's own fields), chosen by
+    ``if name is one of its names then the branch``: a validator (an editor) checks the
+    object against that one branch only, so a misspelt param is one error at ``params``,
+    not one per installed component.
+    """
     slot_fields = {k: v for k, v in defs[slot.ref_model.__name__]["properties"].items()
                    if k not in ("name", "params", "import", "object")}
     names: list[str] = []
-    alternatives: list[dict[str, Any]] = []
+    branches: list[dict[str, Any]] = []
     for component in registry.components(slot.kind):
         try:
             params_model = registry.params_model(component)
@@ -70,23 +81,36 @@ def _ref_schema(slot: Slot, registry: Registry, defs: dict[str, Any]) -> dict[st
             continue
         component_names = [component.name, *component.aliases]
         names += component_names
-        alternatives.append({
+        key = f"{slot.kind}.{component.name}"
+        defs[key] = {
             "type": "object",
             "title": f"{slot.kind} {component.name}",
             "description": component.summary,
             "properties": {"name": _name_schema(component_names),
-                           "params": _hoist_defs(params_model.model_json_schema(), defs,
-                                                 f"{slot.kind}.{component.name}."),
+                           "params": _hoist_defs(params_model.model_json_schema(), defs, f"{key}."),
                            **slot_fields},
             "required": ["name"],
             "additionalProperties": False,
-        })
-    alternatives.append({"type": "object", "title": f"{slot.kind} by import path",  # any slot: torchtk.core.imported
-                         "properties": {"import": {"type": "string", "pattern": IMPORT_PATH,
-                                                   "description": "package.module:factory, called with the params."},
-                                        "params": {"type": "object"}, **slot_fields},
-                         "required": ["import"], "additionalProperties": False})
-    return {"anyOf": [{"type": "string", **_name_schema(names)}, *alternatives]}
+        }
+        branches.append({"if": {"properties": {"name": _name_schema(component_names)}, "required": ["name"]},
+                         "then": {"$ref": "#/$defs/" + key.replace("~", "~0").replace("/", "~1")}})
+    alternatives = [{"type": "string", **_name_schema(names)},
+                    {"type": "object", "title": f"{slot.kind} by name", "required": ["name"],
+                     "properties": {"name": _name_schema(names)}, "allOf": branches},
+                    {"type": "object", "title": f"{slot.kind} by import path",  # any slot: torchtk.core.imported
+                     "properties": {"import": {"type": "string", "pattern": IMPORT_PATH,
+                                               "description": "package.module:factory, called with the params."},
+                                    "params": {"type": "object"}, **slot_fields},
+                     "required": ["import"], "additionalProperties": False}]
+    return {"anyOf": alternatives}
+
+
+def component_branches(schema: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The per-component branches of ``kind`` in a schema from :func:`run_spec_schema`."""
+    defs = schema["$defs"]
+    named = defs[f"{kind}_ref"]["anyOf"][1]
+    return [defs[branch["then"]["$ref"].removeprefix("#/$defs/").replace("~1", "/").replace("~0", "~")]
+            for branch in named["allOf"]]
 
 
 def _name_schema(names: list[str]) -> dict[str, Any]:
