@@ -253,6 +253,10 @@ def train(
         raise RunInterrupted(BUILD_INTERRUPTED) from None
     result = run_training(spec, overrides=overrides, resume=resume, progress=reporter)
     _options["trained"] = True  # an interrupt from now on comes after a complete run
+    from torchtk.core.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone prints the result
+        return None
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
     if result.fast_dev_run:

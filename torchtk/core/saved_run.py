@@ -146,7 +146,7 @@ class SavedRun:
             payload = self.read_checkpoint(checkpoint, device="cpu")
         resolved = self.resolved(_weights_override(self.resolved(), self.checkpoint_path(checkpoint))
                                  + list(overrides or ()))
-        placement = placement_for(device or resolved.spec.trainer.device)
+        placement = placement_for(device or resolved.spec.trainer.device, single="inference on a saved run")
         with rng_untouched():
             parts = build_parts(resolved, placement, only=steps)
         if parts.classes is None:
