@@ -266,10 +266,7 @@ class Distributed:
         return shard_for_evaluation(batches, self.rank, self.world_size)
 
     def check(self, parts: Any) -> None:
-        if parts.needs_closure:
-            raise UserInputError("optimizer: an optimizer that re-evaluates the loss inside its step (L-BFGS) "
-                                 "cannot run under DDP: each process would take its own line search on its own "
-                                 "shard; run it in one process")
+        refuse_closure(parts)
 
     def no_sync(self, model: Any) -> ContextManager[Any]:
         # DDP decides at the forward whether a backward all-reduces: sync_next set that already
@@ -315,6 +312,14 @@ class Distributed:
 
 
 STOP_KEY = "torchtk/interrupted"
+
+
+def refuse_closure(parts: Any) -> None:
+    """An optimizer that re-evaluates the loss inside its step cannot be shared out."""
+    if parts.needs_closure:
+        raise UserInputError("optimizer: an optimizer that re-evaluates the loss inside its step (L-BFGS) "
+                             "cannot run under DDP: each process would take its own line search on its own "
+                             "shard, and their collectives would not match; run it in one process")
 
 
 def _signalled(exc: BaseException) -> bool:
