@@ -105,6 +105,17 @@ def test_a_train_under_torchrun_env_that_cannot_be_distributed_exits_2(torchrun_
     assert "SyncBatchNorm needs CUDA devices" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["lr-find"], ["evaluate", "runs/x"], ["list", "losses"]])
+def test_other_commands_under_torchrun_env_exit_2(torchrun_env, command, spec_file, capsys):
+    from torchtk.core.cli import main
+
+    args = [*command, str(spec_file())] if command == ["lr-find"] else command
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert f"tk {command[0]} runs in one process; under torchrun (WORLD_SIZE=2)" in capsys.readouterr().err
+
+
 def test_an_optimizer_with_a_closure_is_refused_under_ddp():
     class Parts:
         needs_closure = True

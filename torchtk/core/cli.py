@@ -65,8 +65,13 @@ def _print_json(data: Any) -> None:
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")) -> None:
+def _root(ctx: typer.Context,
+          debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")) -> None:
     _options["debug"] = debug
+    if ctx.invoked_subcommand != "train":  # under torchrun only a training is shared out; the rest would be copies
+        from torchtk.core.distributed import refuse_under_torchrun
+
+        refuse_under_torchrun(f"tk {ctx.invoked_subcommand}")
 
 
 @app.command("list")
