@@ -122,3 +122,45 @@ def test_an_optimizer_with_a_closure_is_refused_under_ddp():
 
     with pytest.raises(UserInputError, match="L-BFGS.*cannot run under DDP"):
         refuse_closure(Parts())
+
+
+class CountingDistributed(Distributed):
+    """The DDP placement in a one-process gloo group, counting DDP's gradient all-reduces."""
+
+    def wrap(self, model):
+        wrapped = super().wrap(model)
+        self.reductions = 0
+
+        def count(state, bucket):
+            self.reductions += 1
+            return torch.distributed.algorithms.ddp_comm_hooks.default_hooks.allreduce_hook(None, bucket)
+
+        wrapped.register_comm_hook(None, count)
+        return wrapped
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    import torch.distributed as dist
+    import torch.distributed.algorithms.ddp_comm_hooks.default_hooks  # noqa: F401
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_accumulation_micro_batches_skip_the_gradient_all_reduce(process_group, small_spec, tmp_path):
+    """12 batches in windows of 2: DDP all-reduces 6 times (once per update), not 12."""
+    import torchtk
+    from torchtk.core.engine import Run
+    from torchtk.core.progress import Reporter
+    from torchtk.core.spec import load_spec
+
+    small_spec["trainer"].update(epochs=1, accumulate_grad_batches=2)
+    placement = CountingDistributed("cpu")
+    run = Run(load_spec(small_spec), torchtk.registry, Reporter(), None, placement=placement)
+    result = run.fit()
+    run.run_dir.close()
+    assert placement.reductions == 6
+    assert result.model is run.parts.model and not isinstance(result.model, torch.nn.parallel.DistributedDataParallel)
+    assert len(list((tmp_path / "runs").iterdir())) == 1 and (result.run_dir / "checkpoints" / "last.pt").exists()
