@@ -3,11 +3,11 @@ batch (batch_size 2 x 50 against 1 x 100).
 
 Tolerance: with 600 training samples (a multiple of 2) every global batch is exactly the
 one-process batch, dealt out, so the runs differ only in float32 summation order (two
-half-batch gradient means averaged by the all-reduce against one mean over 100 samples);
-over 3 epochs of Adam that moves the losses by about 1e-7. The test allows 1e-5 on losses
-and one validation sample (1/200) on accuracy, so a borderline prediction flipping by
-rounding does not fail it while any real difference (a sample counted twice or missed,
-unsynced gradients: 1e-2 and more) does.
+half-batch gradient means averaged by the all-reduce against one mean over 100 samples).
+MEASURED_DEVIATION. The test allows 1e-5 on losses, one validation sample (1/200) on
+accuracy and 1e-3 on AUROC (about 7 swapped pairs), so a borderline prediction flipping by
+rounding does not fail it, while a real difference (a sample counted twice or missed,
+gradients not averaged: 1e-2 and more) does.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ SPEC = {
     "trainer": {"epochs": 3, "device": "cpu"},
 }
 LOSS_TOLERANCE, ACCURACY_TOLERANCE = 1e-5, 1 / 200 + 1e-9
+AUROC_TOLERANCE = 1e-3  # rank-based: outputs within rounding of each other may swap order, 1 / (50 * 150) a pair
 PROCESSES = 2
 
 
@@ -79,11 +80,12 @@ def _one_process(spec, epochs=None):
 
 def _assert_same(history, reference):
     assert len(history) == len(reference)
+    tolerances = {"train_loss": LOSS_TOLERANCE, "val_loss": LOSS_TOLERANCE, "val_accuracy": ACCURACY_TOLERANCE,
+                  "val_auroc": AUROC_TOLERANCE, "lr": 0.0, "epoch": 0.0}
     for row, expected in zip(history, reference):
-        for key in ("train_loss", "val_loss"):
-            assert row[key] == pytest.approx(expected[key], abs=LOSS_TOLERANCE), (row["epoch"], key)
-        assert abs(row["val_accuracy"] - expected["val_accuracy"]) <= ACCURACY_TOLERANCE, row["epoch"]
-        assert row["lr"] == expected["lr"]
+        assert row.keys() == expected.keys()
+        for key, value in expected.items():
+            assert abs(row[key] - value) <= tolerances[key], (row["epoch"], key, row[key], value)
 
 
 def _only_run_dir(tmp_path):
@@ -98,6 +100,8 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, spec_file, p
     the one-process batches dealt out as well; shuffled shards are checked in test_distributed."""
     data = {} if path == "in-memory" else {"num_workers": 1, "shuffle": False}
     spec = _spec(tmp_path, **data)
+    if path == "dataloader":  # a torchmetrics metric too: its states are gathered over the processes
+        spec["metrics"] = ["accuracy", "auroc"]
     code, output = _finished(_torchrun(spec_file(spec)))
     assert code == 0, output
     run = _only_run_dir(tmp_path)

@@ -133,7 +133,6 @@ class Run:
         try:
             for epoch in range(start_epoch, info.epochs + 1):
                 self.end_epoch(self.run_epoch(epoch))
-                state.should_stop = self.placement.agree(state.should_stop)  # a stop on any process stops all
                 if state.should_stop:
                     break
             raise_if_interrupted()
@@ -184,7 +183,8 @@ class Run:
         on_epoch_end = self.epoch_end_hooks(row)
         if on_epoch_end:
             on_epoch_end(state)
-        return row
+        state.should_stop = self.placement.agree(state.should_stop)  # a stop on any process stops all, before
+        return row  # the checkpoint records it
 
     def epoch_end_hooks(self, row: dict[str, float]) -> Any:
         """``on_epoch_end`` of the callbacks to call after ``row``: all of them, except, on an
