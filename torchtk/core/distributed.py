@@ -267,6 +267,8 @@ class Distributed:
 
     def check(self, parts: Any) -> None:
         refuse_closure(parts)
+        if self.sync_batchnorm:  # the converted layers keep their mode: those a freeze policy put in eval stay there
+            parts.frozen_eval = [m for m in parts.model.modules() if not m.training]
 
     def no_sync(self, model: Any) -> ContextManager[Any]:
         # DDP decides at the forward whether a backward all-reduces: sync_next set that already
