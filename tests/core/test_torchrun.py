@@ -4,10 +4,12 @@ batch (batch_size 2 x 50 against 1 x 100).
 Tolerance: with 600 training samples (a multiple of 2) every global batch is exactly the
 one-process batch, dealt out, so the runs differ only in float32 summation order (two
 half-batch gradient means averaged by the all-reduce against one mean over 100 samples).
-MEASURED_DEVIATION. The test allows 1e-5 on losses, one validation sample (1/200) on
-accuracy and 1e-3 on AUROC (about 7 swapped pairs), so a borderline prediction flipping by
-rounding does not fail it, while a real difference (a sample counted twice or missed,
-gradients not averaged: 1e-2 and more) does.
+Measured (3 epochs, both paths): at most 5.1e-8 on the losses, none on accuracy and AUROC.
+The test allows 1e-5 on losses, one validation sample (1/200) on accuracy and 1e-3 on
+AUROC (about 7 swapped pairs), so a borderline prediction flipping by rounding does not
+fail it, while a real difference (a sample counted twice or missed, gradients not
+averaged: 1e-2 and more) does. The four runs under torchrun take about 3.5 minutes at load
+11 on the project's shared 2-core machine (65 s of CPU).
 """
 
 from __future__ import annotations
