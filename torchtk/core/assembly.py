@@ -262,7 +262,7 @@ def _data(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
         train, val = split_and_batch(dataset, spec, parts.device, parts.generator, transforms)
     (train_where, train_limit), (val_where, val_limit) = batch_limits(spec.trainer)  # the dev-run switches
     parts.train = limit_batches(placement.shard(train), train_limit, train_where)
-    parts.val = limit_batches(val, val_limit, val_where)
+    parts.val = limit_batches(placement.shard_eval(val), val_limit, val_where)
     trainer = spec.trainer
     accumulate, batches = trainer.accumulate_grad_batches, len(parts.train)
     parts.info = RunInfo(epochs=1 if trainer.fast_dev_run else trainer.epochs,
@@ -373,6 +373,7 @@ def _checks(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
     wanted += [(f"{key.split(':')[0]}.params.monitor", cb.monitor) for key, cb in parts.callbacks.items()
                if isinstance(getattr(cb, "monitor", None), str)]
     check_logged(wanted, available)
+    placement.check(parts)  # what several processes cannot run (L-BFGS under DDP)
     if parts.needs_closure:
         check_closure(resolved, parts.precision.scaler is not None)
 

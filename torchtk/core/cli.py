@@ -76,8 +76,13 @@ def _print_json(data: Any) -> None:
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")) -> None:
+def _root(ctx: typer.Context,
+          debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")) -> None:
     _options["debug"] = debug
+    if ctx.invoked_subcommand != "train":  # under torchrun only a training is shared out; the rest would be copies
+        from torchtk.core.distributed import refuse_under_torchrun
+
+        refuse_under_torchrun(f"tk {ctx.invoked_subcommand}")
 
 
 @app.command("list")
@@ -323,6 +328,10 @@ def train(
         raise RunInterrupted(BUILD_INTERRUPTED) from None
     result = run_training(spec, overrides=overrides, resume=resume, progress=reporter, plugins=plugin or [])
     _options["trained"] = True  # an interrupt from now on comes after a complete run
+    from torchtk.core.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone prints the result
+        return None
     summary = {"run_dir": str(result.run_dir), "monitor": result.monitor, "best": result.best,
                "last": result.last, "epochs_run": len(result.history), "stopped_early": result.stopped_early}
     if result.fast_dev_run:

@@ -22,21 +22,25 @@ class TensorBatches:
     """
 
     def __init__(self, tensors: list[Any], batch_size: int, shuffle: bool, generator: Any,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, part: tuple[int, int] = (0, 1)) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.size = len(tensors[0])
         self.limit = limit  # batches per pass (trainer.limit_*_batches); None: all
+        self.part = part  # (rank, world_size): this process's samples of each world_size-times-larger batch
 
     def __len__(self) -> int:
-        batches = math.ceil(self.size / self.batch_size)
+        batches = math.ceil(self.size / (self.batch_size * self.part[1]))
         return batches if self.limit is None else min(self.limit, batches)
 
     def __iter__(self) -> Iterator[list[Any]]:
         import torch
 
+        if self.part[1] > 1:
+            yield from self._shard()
+            return
         stop = min(self.size, len(self) * self.batch_size)
         if self.shuffle:
             order = torch.randperm(self.size, generator=self.generator).to(self.tensors[0].device)
@@ -46,6 +50,27 @@ class TensorBatches:
         else:
             for start in range(0, stop, self.batch_size):
                 yield [t[start:start + self.batch_size] for t in self.tensors]
+
+    def _shard(self) -> Iterator[list[Any]]:
+        """Every batch of ``world_size * batch_size`` samples of the one-process order, dealt
+        out sample by sample (rank r takes positions r, r + world_size, ...); a last batch
+        that does not divide evenly is padded with samples from the start of the order, as
+        ``DistributedSampler`` pads, so every process has a batch of the same size."""
+        import torch
+
+        rank, world = self.part
+        step = self.batch_size * world
+        stop = min(self.size, len(self) * step)
+        device = self.tensors[0].device
+        order = torch.randperm(self.size, generator=self.generator).to(device) if self.shuffle \
+            else torch.arange(self.size, device=device)
+        for start in range(0, stop, step):
+            index = order[start:min(start + step, stop)]
+            short = -len(index) % world
+            if short:
+                index = torch.cat([index, order.repeat(math.ceil(short / len(order)))[:short]])
+            index = index[rank::world]
+            yield [t[index] for t in self.tensors]
 
 
 class LimitedBatches:
@@ -103,7 +128,8 @@ def limit_batches(batches: Any, limit: int | float, where: str) -> Any:
     if count >= len(batches):
         return batches
     if isinstance(batches, TensorBatches):
-        return TensorBatches(batches.tensors, batches.batch_size, batches.shuffle, batches.generator, count)
+        return TensorBatches(batches.tensors, batches.batch_size, batches.shuffle, batches.generator, count,
+                             batches.part)
     return LimitedBatches(batches, count)
 
 

@@ -27,7 +27,7 @@ from torchtk.core.distributed import Placement, placement_for
 from torchtk.core.errors import (BUILD_INTERRUPTED, RunFailed, RunInterrupted, TorchtkError, UserInputError,
                                  interrupted, raise_if_interrupted, sigterm_as_interrupt)
 from torchtk.core.loop import evaluate, train_epoch
-from torchtk.core.outputs import RunDir, new_run_dir
+from torchtk.core.outputs import new_run_dir
 from torchtk.core.progress import Reporter
 from torchtk.core.registry import Registry, get_registry
 from torchtk.core.spec import ResolvedSpec, RunSpec, load_resolved, resolve
@@ -74,7 +74,10 @@ class Run:
                  run_dir: Path | None, placement: Placement | None = None) -> None:
         resolved = spec if isinstance(spec, ResolvedSpec) else resolve(spec, registry)
         self.spec, self.reporter = resolved.spec, reporter
-        self.placement = placement or placement_for(self.spec.trainer.device)
+        self.placement = placement or placement_for(self.spec.trainer.device,
+                                                    sync_batchnorm=self.spec.trainer.sync_batchnorm)
+        if not self.placement.is_main:  # only rank 0 prints
+            self.reporter = Reporter()
         self.parts: Parts = build_parts(resolved, self.placement)
         raise_if_interrupted()  # a signal whose KeyboardInterrupt a C extension swallowed: before any file exists
         parts = self.parts
@@ -82,7 +85,8 @@ class Run:
         trainer = self.spec.trainer
         keep = run_dir is not None or not trainer.fast_dev_run or trainer.keep_dev_run
         self.scratch = None if keep else Path(tempfile.mkdtemp(prefix=f"torchtk-{self.spec.name}-dev-"))
-        self.run_dir = RunDir(run_dir or new_run_dir(self.scratch or trainer.output_dir, self.spec.name))
+        self.run_dir = self.placement.open_run_dir(run_dir, lambda: new_run_dir(self.scratch or trainer.output_dir,
+                                                                               self.spec.name))
         self.state = TrainState(model=parts.model, optimizer=parts.optimizer, run=parts.info, device=parts.device,
                                 scaler=parts.precision.scaler, run_dir=self.run_dir.path, log=self._log,
                                 is_main=self.placement.is_main,
@@ -179,7 +183,8 @@ class Run:
         on_epoch_end = self.epoch_end_hooks(row)
         if on_epoch_end:
             on_epoch_end(state)
-        return row
+        state.should_stop = self.placement.agree(state.should_stop)  # a stop on any process stops all, before
+        return row  # the checkpoint records it
 
     def epoch_end_hooks(self, row: dict[str, float]) -> Any:
         """``on_epoch_end`` of the callbacks to call after ``row``: all of them, except, on an
@@ -263,7 +268,7 @@ class Run:
                 on_exception(self.state, exc)
             except Exception as hook_error:  # never hides the original error
                 self._log_quietly(f"on_exception failed: {type(hook_error).__name__}: {hook_error}")
-        if isinstance(exc, KeyboardInterrupt) or interrupted():
+        if self.placement.interrupted(exc):  # a signal here, or (several processes) on another one
             message = "interrupted. " + self.checkpoints.last_good()
             self._log_quietly(message)
             raise RunInterrupted(message) from None

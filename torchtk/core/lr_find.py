@@ -152,7 +152,7 @@ def find_lr(spec: Any, overrides: list[str] | None = None, registry: Registry | 
         resolved = resolve(spec.model_copy(deep=True), registry)
     else:
         resolved = load_resolved(spec, overrides=overrides, registry=registry)
-    parts = build_parts(resolved, placement_for(resolved.spec.trainer.device))
+    parts = build_parts(resolved, placement_for(resolved.spec.trainer.device, single="tk lr-find"))
     ratios = group_ratios(parts.optimizer, resolved)
     lrs = exponential_lrs(min_lr, max_lr, steps)
     losses, smoothed, stopped = sweep(parts, lrs, ratios, diverge)

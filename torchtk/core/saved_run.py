@@ -140,13 +140,13 @@ class SavedRun:
         not read twice). The global RNG states are left as they were (the build seeds
         them for the reproducible split)."""
         from torchtk.core.assembly import build_parts
-        from torchtk.core.distributed import placement_for
+        from torchtk.core.distributed import SingleProcess, resolve_device
 
         if payload is None:
             payload = self.read_checkpoint(checkpoint, device="cpu")
         resolved = self.resolved(_weights_override(self.resolved(), self.checkpoint_path(checkpoint))
                                  + list(overrides or ()))
-        placement = placement_for(device or resolved.spec.trainer.device)
+        placement = SingleProcess(resolve_device(device or resolved.spec.trainer.device))  # also under torchrun
         with rng_untouched():
             parts = build_parts(resolved, placement, only=steps)
         if parts.classes is None:

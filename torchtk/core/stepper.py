@@ -54,6 +54,8 @@ class Stepper:
         self.needs_closure = parts.needs_closure
         if self.needs_closure:
             self.wrapped, self.loss_fn, self.autocast = parts.wrapped, parts.loss, parts.precision.autocast
+        if self.accumulate != 1:  # DDP decides at the forward whether its backward all-reduces
+            placement.sync_next(self.model, self.at_boundary(0))
 
     def backward(self, loss: Any, index: int) -> None:
         """Backward of batch ``index``'s loss, scaled for accumulation and fp16."""
@@ -62,11 +64,15 @@ class Stepper:
             loss = loss / (accumulate if index < self.last_window_start else self.last_window)
         if self.scaler is not None:
             loss = self.scaler.scale(loss)
-        if accumulate != 1 and not self.at_boundary(index):
+        if accumulate == 1:
+            loss.backward()
+            return
+        if not self.at_boundary(index):
             with self.placement.no_sync(self.model):
                 loss.backward()
         else:
             loss.backward()
+        self.placement.sync_next(self.model, self.at_boundary((index + 1) % self.batches))
 
     def at_boundary(self, index: int) -> bool:
         """Whether batch ``index`` ends an accumulation window (an optimizer update)."""

@@ -200,6 +200,8 @@ class TrainerSpec(_Strict):
         0, description="Train on the same first N batches (or fraction) every epoch, unshuffled, and validate on "
                        "them (0: off); overrides the limits.")
     val_every_n_epochs: int = Field(1, ge=1, description="Validate every N epochs, and always after the last one.")
+    sync_batchnorm: bool = Field(False, description="Under torchrun (DDP on CUDA): BatchNorm statistics over the "
+                                                    "global batch (SyncBatchNorm); no effect in one process.")
 
     @field_validator("device")
     @classmethod
