@@ -79,7 +79,9 @@ def _descendants(error):
 
 def test_each_kind_is_a_union_discriminated_by_name(schema):
     defs = schema["$defs"]
-    shorthand, named = defs["optimizer_ref"]["anyOf"]
+    shorthand, as_object = defs["optimizer_ref"]["anyOf"]
+    assert as_object["if"] == {"required": ["import"]} and as_object["then"]["required"] == ["import"]
+    named = as_object["else"]
     assert "adam" in shorthand["anyOf"][0]["enum"]
     assert named["required"] == ["name"] and "adam" in named["properties"]["name"]["anyOf"][0]["enum"]
     branches = {b["title"]: b for b in component_branches(schema, "optimizer")}

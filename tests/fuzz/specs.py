@@ -135,7 +135,7 @@ def _alternatives() -> list[tuple[str, str, dict[str, Any]]]:
     defs = schema["$defs"]
     found = []
     for kind, slot in SLOT_OF_KIND.items():
-        by_import = defs[f"{kind}_ref"]["anyOf"][2:]  # the model given by import path
+        by_import = [defs[f"{kind}_ref"]["anyOf"][1]["then"]]  # the component given by import path
         for alternative in component_branches(schema, kind) + by_import:
             alternative = copy.deepcopy(alternative)
             alternative.get("properties", {}).pop("transforms", None)  # fuzzed through the transform slot

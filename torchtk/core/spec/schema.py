@@ -94,21 +94,22 @@ def _ref_schema(slot: Slot, registry: Registry, defs: dict[str, Any]) -> dict[st
         }
         branches.append({"if": {"properties": {"name": _name_schema(component_names)}, "required": ["name"]},
                          "then": {"$ref": "#/$defs/" + key.replace("~", "~0").replace("/", "~1")}})
-    alternatives = [{"type": "string", **_name_schema(names)},
-                    {"type": "object", "title": f"{slot.kind} by name", "required": ["name"],
-                     "properties": {"name": _name_schema(names)}, "allOf": branches},
-                    {"type": "object", "title": f"{slot.kind} by import path",  # any slot: torchtk.core.imported
-                     "properties": {"import": {"type": "string", "pattern": IMPORT_PATH,
-                                               "description": "package.module:factory, called with the params."},
-                                    "params": {"type": "object"}, **slot_fields},
-                     "required": ["import"], "additionalProperties": False}]
-    return {"anyOf": alternatives}
+    by_name = {"type": "object", "title": f"{slot.kind} by name", "required": ["name"],
+               "properties": {"name": _name_schema(names)}, "allOf": branches}
+    by_import = {"type": "object", "title": f"{slot.kind} by import path",  # any slot: torchtk.core.imported
+                 "properties": {"import": {"type": "string", "pattern": IMPORT_PATH,
+                                           "description": "package.module:factory, called with the params."},
+                                "params": {"type": "object"}, **slot_fields},
+                 "required": ["import"], "additionalProperties": False}
+    # an object with "import" is checked as an import only, any other as a name only: one error each
+    return {"anyOf": [{"type": "string", **_name_schema(names)},
+                      {"type": "object", "if": {"required": ["import"]}, "then": by_import, "else": by_name}]}
 
 
 def component_branches(schema: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     """The per-component branches of ``kind`` in a schema from :func:`run_spec_schema`."""
     defs = schema["$defs"]
-    named = defs[f"{kind}_ref"]["anyOf"][1]
+    named = defs[f"{kind}_ref"]["anyOf"][1]["else"]
     return [defs[branch["then"]["$ref"].removeprefix("#/$defs/").replace("~1", "/").replace("~0", "~")]
             for branch in named["allOf"]]
 
