@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is not counted)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--no-callbacks", action="store_true", help="no grad_clip on either side")
+    parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning row (bench extra)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clip = not args.no_callbacks
@@ -165,6 +166,34 @@ def main() -> None:
                                                       weights_only=True)["step"] / len(result.history))
             loads.append(os.getloadavg()[0])
     report(args, clip, steps, hand, engine, hand_cpu, engine_cpu, hand_total, engine_total, loads)
+    if not args.no_lightning:
+        lightning_row(args)
+
+
+def lightning_row(args) -> None:
+    """Lightning on the same workload, in a subprocess (its import sets PYTORCH_NVML_BASED_CUDA_CHECK=1
+    and changes warnings filters: never in this process), against the hand loop timed in that process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "lightning_rings.py"
+    command = [sys.executable, str(script), "--rounds", str(max(2, args.rounds // 4)), "--epochs", str(args.epochs),
+               "--threads", str(args.threads)] + (["--no-callbacks"] if args.no_callbacks else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"Lightning (separate process): failed: {done.stderr.strip().splitlines()[-1:]}")
+        return
+    result = json.loads(lines[-1])
+    if "missing" in result:
+        print(f"Lightning (separate process): skipped, {result['missing']}")
+        return
+    hand, light, steps = result["hand"], result["lightning"], result["steps"]
+    extra = (statistics.median(light) - statistics.median(hand)) * 1e6 / steps
+    print(f"Lightning {result['version']} (separate process, its own hand loop alternating): epoch ms "
+          f"{spread(light, 1e3)} vs hand {spread(hand, 1e3)}; ratio {statistics.median(light) / statistics.median(hand):.3f},"
+          f" {extra:+.0f} us per step")
 
 
 def report(args, clip, steps, hand, engine, hand_cpu, engine_cpu, hand_total, engine_total, loads) -> None:
