@@ -220,13 +220,63 @@ def items(label: str, count: int, metrics: int, groups: int) -> int:
     return count + metrics + (groups - 1)
 
 
+def dispatch_table(repeats: int = 80, calls: int = 500) -> None:
+    """The hook dispatch alone, per ``on_step`` call: RunHooks against calling the callbacks'
+    functions by hand, and pluggy's generic caller (the path wrappers took before). The least
+    of ``repeats`` timings of ``calls`` calls each: a tight loop, so load barely moves it."""
+    import timeit
+
+    import pluggy
+
+    from torchtk.core import hookspecs
+
+    state = object()
+    print(f"\nhook dispatch per on_step call, us (least of {repeats} x {calls:,} calls)")
+    print(f"{'callbacks':22} {'by hand':>8} {'RunHooks':>9} {'share/cb':>9} {'pluggy':>8}")
+    for kind in (PlainCallback, WrapperCallback):
+        for count in (1, 2, 5):
+            callbacks = [kind() for _ in range(count)]
+            hooks = RunHooks(callbacks)
+            manager = pluggy.PluginManager("torchtk")
+            manager.add_hookspecs(hookspecs)
+            for callback in reversed(callbacks):
+                manager.register(callback)
+            functions = by_hand(callbacks, "on_step")
+
+            def hand_plain() -> None:
+                for function in functions:
+                    function(state)
+
+            def hand_wrapped() -> None:
+                pending = [function(state) for function in functions]
+                for generator in pending:
+                    next(generator)
+                for generator in reversed(pending):
+                    try:
+                        generator.send([])
+                    except StopIteration:
+                        pass
+
+            hand = hand_wrapped if kind is WrapperCallback else hand_plain
+            ours, theirs = (lambda: hooks.on_step(state)), (lambda: manager.hook.on_step(state=state))
+            best = [min(timeit.repeat(f, number=calls, repeat=repeats)) / calls * 1e6 for f in (hand, ours, theirs)]
+            label = f"{count} {'wrapper' if kind is WrapperCallback else 'plain'}"
+            print(f"{label:22} {best[0]:8.3f} {best[1]:9.3f} {(best[1] - best[0]) / count:+9.3f} {best[2]:8.3f}")
+    print("share/cb: (RunHooks - by hand) / callbacks; the engine makes at most two such calls per step "
+          "(on_step, on_step_end)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="ABBA rounds (one epoch each) per configuration")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: no thread-pool noise)")
     parser.add_argument("--workload", choices=["tiny", "rings", "both"], default="both")
     parser.add_argument("--quick", action="store_true", help="baseline, 5 wrappers, 3 metrics, 6 groups only")
+    parser.add_argument("--dispatch-only", action="store_true", help="only the hook dispatch table")
     args = parser.parse_args()
+    if args.dispatch_only:
+        dispatch_table()
+        return
     torch.set_num_threads(args.threads)
     configs = [c for c in CONFIGS if not args.quick or c[0].startswith(("baseline", "5 callbacks (w", "3 t", "6"))]
     load_before = os.getloadavg()
@@ -237,6 +287,7 @@ def main() -> None:
                 work = Workload(workload, kind, count, metrics, groups, Path(out) / f"{len(rows)}")
                 rows.append((label, items(label, count, metrics, groups), work.steps, measure(work, args.rounds)))
         report(workload, rows, args)
+    dispatch_table()
     print(f"load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
