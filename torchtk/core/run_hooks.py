@@ -23,7 +23,7 @@ class RunHooks:
     it (an unconfigured hook costs nothing); every other hook is called here as a plain
     list of functions, wrappers included (:func:`_call_wrapped` keeps pluggy's wrapper
     semantics): on the per-step path pluggy's generic caller costs 3-11 us per call
-    (``benchmarks/per_step.py``). Only ``TORCHTK_TRACE_HOOKS`` sends hooks through pluggy.
+    (``benchmarks/per_step.py``). Only ``TORCHTK_TRACE_PLUGINS`` sends hooks through pluggy.
     Hooks are called with their hookspec's arguments in order:
     ``hooks.on_save_checkpoint(state, checkpoint)``.
     """
