@@ -29,12 +29,15 @@ test: install  ## the whole test suite
 fuzz: install  ## the long fuzz profile: 105,000 spec cases, 60,000 lr expressions, 10,000 loss calls (tests/fuzz)
 	$(BIN)/python -m pytest tests/fuzz -m fuzz --hypothesis-profile=long -p no:cacheprovider
 
-bench: install  ## performance targets, as ratios against references measured in the same run
+bench: install  ## performance targets, as ratios against references measured in the same run (Lightning's row: .[bench])
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/checkpoint_memory.py
 	$(BIN)/python benchmarks/image_loading.py
 	$(BIN)/python benchmarks/accuracy_metric.py
+	$(BIN)/python benchmarks/per_step.py  # framework share per callback, wrapper, metric, param group
+	$(BIN)/python benchmarks/compile_cpu.py  # trainer.compile on the shapes-dice U-Net, CPU
+	$(BIN)/python benchmarks/gpu_check.py  # resnet18 engine/hand ratios: on the GPU if there is one, else CPU sizes
 
 clean:
 	rm -rf $(VENV) runs examples/finetune/finetune-data finetune-stage1.json *.egg-info

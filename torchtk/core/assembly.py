@@ -28,6 +28,9 @@ so what they build cannot drift apart. The order, and what each step needs::
                 object for an entry with ``"train": true``)
     checks      every monitored name is logged by this run
     probe       one no-grad forward pass, each loss term and metric on a few samples
+    speed       the speed options (torchtk.core.speed): channels_last for the model and
+                the in-memory batches, TF32, and torch.compile of the module the loop calls
+                (``wrapped``; ``model``, which checkpoints save, stays the plain module)
 
 A failure in any step happens before training, so it is an input error (exit code 2)
 naming the spec path, such as ``loss[1]``. A built component may carry
@@ -153,6 +156,7 @@ class Parts:
     hooks: RunHooks = field(default_factory=lambda: RunHooks([]))
     classes: list[str] | None = None  # the dataset's class names, kept in metrics.json and checkpoints
     notes: list[str] = field(default_factory=list)  # build reports, written to train.log
+    channels_last: bool = False  # trainer.channels_last: the loop puts 4-D input batches in NHWC order
 
     def report(self, where: str, component: Any) -> None:
         """Keep a built component's ``torchtk_report`` lines (weights loaded, tensors matched)."""
@@ -472,15 +476,35 @@ def probe_batch(*candidates: Any) -> Any:
     return None
 
 
+def _speed(parts: Parts, resolved: ResolvedSpec, placement: Placement) -> None:
+    from torchtk.core import speed
+
+    trainer = resolved.spec.trainer
+    speed.set_tf32(trainer.tf32)
+    if trainer.channels_last:
+        import torch
+
+        parts.model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps the same tensors
+        parts.channels_last = True
+        for batches in (parts.train, parts.val):
+            if isinstance(batches, TensorBatches):
+                batches.tensors = speed.channels_last(batches.tensors)
+    mode = speed.compile_mode(trainer.compile)
+    if mode is not None:
+        parts.wrapped = speed.compiled(parts.wrapped, mode, parts.device)
+        parts.notes.append(f"trainer.compile: the model is compiled with torch.compile (mode {mode}) at its "
+                           "first batch")
+
+
 Step = Callable[[Parts, ResolvedSpec, Placement], None]
 STEPS: dict[str, Step] = {
     "seed": _seed, "data": _data, "model": _model, "init": _init, "freeze": _freeze, "precision": _precision,
     "groups": _groups, "optimizer": _optimizer, "loss": _loss, "schedulers": _schedulers,
-    "callbacks": _callbacks, "metrics": _metrics, "checks": _checks, "probe": _probe,
+    "callbacks": _callbacks, "metrics": _metrics, "checks": _checks, "probe": _probe, "speed": _speed,
 }
 
 
-def build_parts(resolved: ResolvedSpec, placement: Placement, upto: str = "probe",
+def build_parts(resolved: ResolvedSpec, placement: Placement, upto: str = "speed",
                 only: tuple[str, ...] | None = None) -> Parts:
     """Build the run's parts in the order of :data:`STEPS`, stopping after ``upto``;
     with ``only``, just those steps, still in that order (inference needs no optimizer:

@@ -275,6 +275,13 @@ class Run:
         if isinstance(exc, TorchtkError):
             self._log_quietly(f"failed: {exc}")
             raise exc
+        if self.spec.trainer.compile:  # torch.compile fails at the model's first call, inside the loop
+            from torchtk.core.speed import compile_failure
+
+            failure = compile_failure(exc)
+            if failure is not None:
+                self._log_quietly(f"failed: {failure}")
+                raise failure from None
         from torchtk.core.failures import describe
 
         what = describe(self.parts, exc)

@@ -16,6 +16,7 @@ from typing import Any
 from torchtk.core.assembly import metric_values
 from torchtk.core.data import TensorBatches, batch_size, to_device
 from torchtk.core.distributed import Placement
+from torchtk.core.speed import channels_last
 from torchtk.core.state import TrainState
 from torchtk.core.stepper import Stepper
 
@@ -78,6 +79,7 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
     meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=True))
     move = not isinstance(parts.train, TensorBatches)  # TensorBatches live on the device (in input_dtype) already
     dtype = parts.precision.input_dtype  # None (fp32, autocast): no cast at all
+    nhwc = move and parts.channels_last  # trainer.channels_last (TensorBatches were converted once)
     backward, at_boundary, update = stepper.backward, stepper.at_boundary, stepper.update
     model.train()
     for module in parts.frozen_eval:  # what freeze policies put in eval (frozen norm statistics) stays there
@@ -86,6 +88,8 @@ def train_epoch(parts: Any, state: TrainState, stepper: Stepper, placement: Plac
     for index, (inputs, target) in enumerate(parts.train):
         if move:
             inputs, target = to_device(inputs, device, dtype), to_device(target, device, dtype)
+            if nhwc:
+                inputs = channels_last(inputs)
         if autocast is None:
             output = model(inputs)
             loss, values = loss_fn(output, target)
@@ -123,11 +127,14 @@ def evaluate(parts: Any, batches: Any, placement: Placement) -> dict[str, float]
         metric.reset()
     meter = LossMeter(loss_fn.names, device, accumulator_dtype(device, training=False))
     move, dtype = not isinstance(batches, TensorBatches), parts.precision.input_dtype
+    nhwc = move and parts.channels_last
     model.eval()
     with torch.no_grad():
         for inputs, target in batches:
             if move:
                 inputs, target = to_device(inputs, device, dtype), to_device(target, device, dtype)
+                if nhwc:
+                    inputs = channels_last(inputs)
             with autocast():
                 output = model(inputs)
                 loss, values = loss_fn(output, target)

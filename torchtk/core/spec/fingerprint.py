@@ -21,7 +21,8 @@ from torchtk.core.spec.paths import same_path
 RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "output_dir"), ("trainer", "progress"),
                      ("trainer", "log_every_n_steps"), ("trainer", "device"), ("description",),
                      ("trainer", "val_every_n_epochs"), ("trainer", "keep_dev_run"),
-                     ("plugins",), ("notes",)}  # plugin files may be fixed; their components still compare
+                     ("plugins",), ("notes",),  # plugin files may be fixed; their components still compare
+                     ("trainer", "compile"), ("trainer", "channels_last"), ("trainer", "tf32")}  # speed only
 _MISSING = object()  # a key the saved fingerprint does not have
 
 

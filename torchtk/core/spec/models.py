@@ -202,6 +202,14 @@ class TrainerSpec(_Strict):
     val_every_n_epochs: int = Field(1, ge=1, description="Validate every N epochs, and always after the last one.")
     sync_batchnorm: bool = Field(False, description="Under torchrun (DDP on CUDA): BatchNorm statistics over the "
                                                     "global batch (SyncBatchNorm); no effect in one process.")
+    # speed options (torchtk.core.speed): none changes what is trained or what checkpoints hold
+    compile: Union[bool, Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]] = Field(
+        False, description="torch.compile the model once before training: true (mode default) or a mode; "
+                           "checkpoints keep the plain module's keys.")
+    channels_last: bool = Field(False, description="Keep the model's 4-D weights and 4-D input batches in "
+                                                   "channels-last (NHWC) memory order: faster convolutions.")
+    tf32: Optional[bool] = Field(None, description="CUDA float32 matmuls and convolutions in TF32 (true) or full "
+                                                   "float32 (false); unset leaves torch's defaults.")
 
     @field_validator("device")
     @classmethod
