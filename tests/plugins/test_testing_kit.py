@@ -251,9 +251,10 @@ def test_an_installed_plugin_is_found_by_distribution_entry_point_or_module_name
 
 def test_a_plugin_that_is_not_installed_says_what_is(installed_plugins):
     installed_plugins("torchtk-kitfake", {"kitfake": "torchtk_fake_kit"}, {"torchtk_fake_kit": GOOD_PLUGIN})
-    assert check_plugin("torchtk-nothing") == [
-        "plugin 'torchtk-nothing' is not installed: no plugin, module, entry-point or distribution of that name "
-        "(installed third-party plugins: kitfake (torchtk-kitfake))"]
+    [problem] = check_plugin("torchtk-nothing")
+    assert problem.startswith("plugin 'torchtk-nothing' is not installed: no plugin, module, entry-point or "
+                              "distribution of that name (installed third-party plugins: ")
+    assert "kitfake (torchtk-kitfake)" in problem  # with the contrib plugins CI installs, where present
 
 
 def test_a_distribution_with_two_plugins_is_checked_by_entry_point_name(installed_plugins):
