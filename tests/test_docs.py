@@ -116,7 +116,19 @@ def _make_finetune(tk: Any, root: Path) -> None:
     assert tk("train", "examples/finetune/stage2.json", "--set", weights).exit_code == 0
 
 
-def test_readme_after_training_output_is_real(tk, tmp_path, monkeypatch):
+@pytest.fixture
+def two_threads():
+    """torch's intra-op threads at 2 for one test, then as before: the README's numbers were
+    made with 2 (this machine's cores), and CPU kernels sum in another order with 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_readme_after_training_output_is_real(tk, tmp_path, monkeypatch, two_threads):
     """The "After training" tour, run on a fresh copy of the fine-tuning example: every
     command runs, and each prints what the README shows."""
     section = README.split("### After training", 1)[1].split("\n### ", 1)[0]
