@@ -126,6 +126,9 @@ class Run:
             self.checkpoints.after_resume()
             if self.placement.is_main and state.history:
                 self.write_summary(state.history[-1])
+        from torchtk.core.curves import CurvesDrawer
+
+        drawer = CurvesDrawer.start() if self.placement.is_main else None  # imports matplotlib while we train
         try:
             for epoch in range(start_epoch, info.epochs + 1):
                 self.end_epoch(self.run_epoch(epoch))
@@ -136,11 +139,16 @@ class Run:
                 hooks.on_fit_end(state)
             if state.should_stop and state.history:
                 self._log(f"stopped early at epoch {state.history[-1]['epoch']}")
+        except BaseException:
+            if drawer is not None:
+                drawer.close()
+            raise
         finally:
             self.reporter.finish()
         if self.placement.is_main:  # the result durable first, then the plot
             self.run_dir.sync_summary()
-            self.run_dir.write_curves(state.history, spec.name, spec.trainer.monitor, state.best_row.get("epoch"))
+            self.run_dir.write_curves(state.history, spec.name, spec.trainer.monitor, state.best_row.get("epoch"),
+                                      drawer)
         self.run_dir.log("done")
         return self.result()
 

@@ -276,9 +276,11 @@ class RunDir:
         return path
 
     def write_curves(self, history: list[dict[str, float]], name: str | None = None, monitor: str | None = None,
-                     best_epoch: int | None = None) -> Path | None:
+                     best_epoch: int | None = None, drawer: Any = None) -> Path | None:
         """Loss, metric and learning-rate curves per epoch in ``curves.png`` (see
-        :mod:`torchtk.core.curves`)."""
+        :mod:`torchtk.core.curves`), by ``drawer`` (a ``CurvesDrawer``) when given."""
+        if drawer is not None:
+            return drawer.draw(self.path / "curves.png", history, name, monitor, best_epoch)
         from torchtk.core.curves import write_curves
 
         return write_curves(self.path / "curves.png", history, name, monitor, best_epoch)
