@@ -30,11 +30,16 @@ LIBRARIES = "import pluggy, pydantic, typer"
 GOAL = 1.8
 
 
-def wall_time(command: list[str]) -> float:
+def wall_time(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys, ``os.wait4``: less sensitive to a loaded
+    machine than wall time) of one fresh process."""
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "COLUMNS": "100"})
-    return time.perf_counter() - started
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "COLUMNS": "100"})
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed")
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -42,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    cpu: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for name, command in COMMANDS.items():  # warm the file cache
         wall_time(command)
     loads = [os.getloadavg()[0]]
@@ -49,15 +55,19 @@ def main() -> None:
     for round_ in range(args.rounds):  # alternate so noise hits every command alike
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(wall_time(COMMANDS[name]))
+            wall, seconds = wall_time(COMMANDS[name])
+            times[name].append(wall)
+            cpu[name].append(seconds)
         loads.append(os.getloadavg()[0])
     libraries = statistics.median(times[LIBRARIES])
+    libraries_cpu = statistics.median(cpu[LIBRARIES])
     torch_median = statistics.median(times["python -c 'import torch'"])
-    print(f"wall time over {args.rounds} rounds, rotating order; min / median / max, ratio of medians")
+    print(f"{args.rounds} rounds, rotating order; wall min / median / max, ratios of medians; cpu (user + sys) median")
     for name, samples in times.items():
         low, median, high = min(samples), statistics.median(samples), max(samples)
         print(f"  {name:32s} {low * 1e3:6.0f} / {median * 1e3:6.0f} / {high * 1e3:6.0f} ms   "
-              f"x{median / libraries:5.2f} of the libraries   x{median / torch_median:5.2f} of import torch")
+              f"x{median / libraries:5.2f} of the libraries   x{median / torch_median:5.2f} of import torch   "
+              f"cpu {statistics.median(cpu[name]) * 1e3:5.0f} ms (x{statistics.median(cpu[name]) / libraries_cpu:.2f})")
     target = statistics.median(times["tk list losses"])
     ratio = target / libraries
     print(f"tk list losses: {target * 1e3:.0f} ms median, {ratio:.2f}x `python -c \"{LIBRARIES}\"`: "
