@@ -17,7 +17,9 @@ def test_a_fresh_process_has_the_helper_draw_and_never_imports_matplotlib(tmp_pa
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
+        from torchtk.core import curves
         from torchtk.core.curves import CurvesDrawer
+        curves.HELPER_PROCESS = True  # what the tk console script sets
         drawer = CurvesDrawer.start()
         assert drawer.process is not None
         path = drawer.draw(Path({str(tmp_path / "curves.png")!r}), {HISTORY!r}, "run", "val_accuracy", 2)
@@ -29,9 +31,16 @@ def test_a_fresh_process_has_the_helper_draw_and_never_imports_matplotlib(tmp_pa
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_with_matplotlib_loaded_the_curves_are_drawn_here(tmp_path):
+def test_torchtk_train_in_a_long_lived_process_draws_here(tmp_path):
+    assert CurvesDrawer.start().process is None  # HELPER_PROCESS is off outside the tk console script
+
+
+def test_with_matplotlib_loaded_the_curves_are_drawn_here(tmp_path, monkeypatch):
     import matplotlib.figure  # noqa: F401
 
+    from torchtk.core import curves
+
+    monkeypatch.setattr(curves, "HELPER_PROCESS", True)
     drawer = CurvesDrawer.start()
     assert drawer.process is None
     assert drawer.draw(tmp_path / "curves.png", HISTORY, "run").exists()

@@ -13,7 +13,7 @@ not at all when every group's lr is constant: the title says the value instead.
 only its object API is used (no pyplot): a notebook's backend and figures are left alone.
 
 Importing matplotlib takes about as long as drawing (0.45 s of CPU against 0.4 s here), so
-a run in a fresh process hands the drawing to a :class:`CurvesDrawer`: a helper process
+``tk train`` (one run per process) hands the drawing to a :class:`CurvesDrawer`: a helper process
 (``python -m torchtk.core.curves``) started when training starts, which imports matplotlib
 on another core while the run trains and keeps it out of the run's memory; at the end it
 gets the history on its stdin and writes ``curves.png``, and the run waits for it.
@@ -148,12 +148,16 @@ def write_curves(path: Path, history: list[dict[str, Any]], name: str | None = N
     return path
 
 
+HELPER_PROCESS = False  # set by the tk console script (one run per process); torchtk.train() in a
+# long-lived process (a notebook, a test session) draws in it: after the first run matplotlib is loaded there
+
+
 class CurvesDrawer:
     """Draws ``curves.png`` at the end of a run, in a helper process where that is cheaper.
 
-    :meth:`start` starts the helper unless matplotlib is imported in this process already
-    (a notebook, a test session: drawing here costs less than a new import there) or it
-    cannot start; :meth:`draw` then hands it the history and waits, or draws in this
+    :meth:`start` starts the helper where :data:`HELPER_PROCESS` is on (``tk train``) and
+    matplotlib is not imported in this process already (drawing here then costs less than
+    a new import there), unless it cannot start; :meth:`draw` then hands it the history and waits, or draws in this
     process when there is no helper or the helper failed (so any error is the one drawing
     here raises). :meth:`close` ends a helper that will draw nothing (an interrupted run);
     a helper whose run died (SIGKILL) reads an empty stdin and exits without writing.
@@ -166,7 +170,7 @@ class CurvesDrawer:
 
     @classmethod
     def start(cls) -> CurvesDrawer:
-        if "matplotlib.figure" in sys.modules:
+        if not HELPER_PROCESS or "matplotlib.figure" in sys.modules:
             return cls()
         try:
             process = subprocess.Popen([sys.executable, "-m", "torchtk.core.curves"], stdin=subprocess.PIPE,
