@@ -31,6 +31,7 @@ fuzz: install  ## the long fuzz profile: 105,000 spec cases, 60,000 lr expressio
 
 bench: install  ## performance targets, as ratios against references measured in the same run (Lightning's row: .[bench])
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/whole_run.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/checkpoint_memory.py
 	$(BIN)/python benchmarks/image_loading.py

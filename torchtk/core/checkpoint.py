@@ -99,10 +99,13 @@ class CheckpointService:
         validated = payload.pop("validated_model", None)
         self.refuse_non_finite(payload["model"], validated, names)  # on every process, before any is written
         written = []
-        if self.placement.is_main:
-            for name in names:
-                chosen = payload if validated is None or name == LAST else {**payload, "model": validated}
-                written.append(self.run_dir.save_checkpoint(chosen, name))
+        if self.placement.is_main:  # one serialisation per distinct payload, written to all its names
+            same = [name for name in names if validated is None or name == LAST]
+            others = [name for name in names if name not in same]
+            for group, chosen in ((same, payload), (others, {**payload, "model": validated})):
+                if group:
+                    self.run_dir.save_checkpoint(chosen, *group)
+                    written += [self.directory / name for name in group]
         self.placement.barrier()
         return written
 

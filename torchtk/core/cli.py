@@ -29,7 +29,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_options = {"debug": False, "trained": False}
+_options = {"debug": False, "trained": False, "console": False}  # console: run as the tk program itself
 MESSAGE_SHOWN = 50_000  # characters of an error message tk prints
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output.")
@@ -320,8 +320,11 @@ def train(
 ) -> None:
     """Train a spec; outputs go to <output_dir>/<name>-<timestamp>/."""
     try:  # importing torch and the engine: a signal now is one during the build
+        from torchtk.core import curves
         from torchtk.core.engine import train as run_training
         from torchtk.core.progress_choice import choose_reporter
+
+        curves.HELPER_PROCESS = _options["console"]  # one run per process: matplotlib's import goes to a helper
 
         reporter = choose_reporter(False if as_json else "auto", otherwise="plain")  # a pipe or log: plain lines
     except KeyboardInterrupt:
@@ -742,6 +745,7 @@ def main(argv: list[str] | None = None) -> None:
     before even this module is imported, so they hold from Python's start-up on.
     """
     program = argv is None  # the console script itself (tests pass argv and keep their process)
+    _options["console"] = program
     with interrupt_signals(signal.SIGINT, signal.SIGTERM):
         code = _run(list(sys.argv[1:] if program else argv))
         if program and code == 130:

@@ -15,9 +15,11 @@ class Params(BaseModel):
 
     ``strict=True`` means the string ``"0.1"`` is not accepted where a number belongs.
     Use ``list[...]`` rather than ``tuple[...]`` for sequences, since specs come from JSON.
+    ``defer_build``: a model's validator is built when it first validates or shows its
+    schema, so importing the built-in plugins (``tk list``) does not build 60 of them.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 class NoParams(Params):

@@ -130,6 +130,9 @@ class Run:
             self.checkpoints.after_resume()
             if self.placement.is_main and state.history:
                 self.write_summary(state.history[-1])
+        from torchtk.core.curves import CurvesDrawer
+
+        drawer = CurvesDrawer.start() if self.placement.is_main else None  # imports matplotlib while we train
         try:
             for epoch in range(start_epoch, info.epochs + 1):
                 self.end_epoch(self.run_epoch(epoch))
@@ -140,10 +143,16 @@ class Run:
                 hooks.on_fit_end(state)
             if state.should_stop and state.history:
                 self._log(f"stopped early at epoch {state.history[-1]['epoch']}")
+        except BaseException:
+            if drawer is not None:
+                drawer.close()
+            raise
         finally:
             self.reporter.finish()
-        if self.placement.is_main:
-            self.run_dir.write_curves(state.history, spec.name, spec.trainer.monitor, state.best_row.get("epoch"))
+        if self.placement.is_main:  # the result durable first, then the plot
+            self.run_dir.sync_summary()
+            self.run_dir.write_curves(state.history, spec.name, spec.trainer.monitor, state.best_row.get("epoch"),
+                                      drawer)
         self.run_dir.log("done")
         return self.result()
 
@@ -218,9 +227,13 @@ class Run:
         improved = math.isfinite(value) and (best is None or (value < best if trainer.mode == "min" else value > best))
         if improved:
             state.best_value, state.best_row = value, row
-        self.checkpoints.save(*(("last.pt", "best.pt") if improved else ("last.pt",)))
+        due = row["epoch"] % trainer.checkpoint_every == 0 or row["epoch"] == self.parts.info.epochs \
+            or state.should_stop  # trainer.checkpoint_every; the run's last epoch always
+        names = (("last.pt",) if due else ()) + (("best.pt",) if improved else ())
+        if names:
+            self.checkpoints.save(*names)
         if self.placement.is_main:
-            self.write_summary(row)
+            self.write_summary(row, durable=False)  # the checkpoint holds the history; fsynced when the run ends
             if improved:  # metrics that write files (confusion_matrix.png) do so for the best epoch
                 for metric in self.parts.metrics.values():
                     if callable(getattr(metric, "write_best", None)):
@@ -232,17 +245,17 @@ class Run:
                 self._log(note)
             state.epoch_notes.clear()
 
-    def write_summary(self, row: dict[str, float]) -> None:
+    def write_summary(self, row: dict[str, float], durable: bool = True) -> None:
         """``history.csv`` and ``metrics.json`` as the state stands after ``row``'s epoch."""
         trainer, state = self.spec.trainer, self.state
-        self.run_dir.write_history(state.history)
+        self.run_dir.write_history(state.history, durable)
         summary = {"monitor": trainer.monitor, "mode": trainer.mode, "best": state.best_row, "last": row,
                    "epochs_run": len(state.history)}
         if self.parts.classes is not None:
             summary["classes"] = self.parts.classes
         if state.summary_extras:  # what callbacks list there (the checkpoint policy's files)
             summary.update(state.summary_extras)
-        self.run_dir.write_metrics(summary)
+        self.run_dir.write_metrics(summary, durable)
 
     def result(self) -> RunResult:
         history = self.state.history

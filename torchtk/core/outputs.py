@@ -81,7 +81,8 @@ class _CheckedWrites:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | os.PathLike[str], copies: tuple[str | os.PathLike[str], ...] = (),
+                  durable: bool = True) -> Iterator[BinaryIO]:
     """Write ``path`` atomically through a binary file object: readers see the old file
     or the complete new one, never half of it.
 
@@ -91,6 +92,13 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     (``KeyboardInterrupt`` included), or any write failed (a full disk), the temporary
     file is removed, ``path`` is left as it was, and the error is an ``OSError`` naming
     ``path`` (``[Errno 28] No space left on device: '.../last.pt'``).
+
+    ``copies``: more paths that get the same bytes from this one write (``last.pt`` and
+    ``best.pt`` of an improved epoch): each a copy of the written temporary file (no
+    second serialisation), renamed over its path after ``path``; each directory is
+    fsynced once. ``durable=False`` skips the fsyncs: still
+    atomic for readers and after a killed process, but an OS crash may lose the write
+    (for files a resume rewrites: ``history.csv``, ``metrics.json``).
 
         with atomic_writer(run / "checkpoints" / "last.pt") as handle:
             torch.save(payload, handle)
@@ -102,22 +110,50 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise _naming(exc, path) from exc
     checked = _CheckedWrites(handle)
+    others: list[tuple[Path, Path]] = []  # (temporary, final path) of each copy
     try:
         with handle:
             yield checked  # type: ignore[misc]
             if checked.error is not None:
                 raise checked.error
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
+        for copy in map(Path, copies):
+            others.append((_copied_temporary(tmp, copy, durable), copy))
         os.replace(tmp, path)
+        for other, copy in others:
+            os.replace(other, copy)
     except BaseException as exc:
-        with contextlib.suppress(OSError):  # an unwritable directory may refuse this too
-            tmp.unlink(missing_ok=True)
+        for leftover in [tmp] + [other for other, _ in others]:
+            with contextlib.suppress(OSError):  # an unwritable directory may refuse this too
+                leftover.unlink(missing_ok=True)
         error = checked.error or (exc if isinstance(exc, OSError) else None)
         if error is not None and isinstance(exc, Exception):  # not a KeyboardInterrupt
             raise _naming(error, path) from exc
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        for directory in dict.fromkeys(p.parent for p in [path, *(copy for _, copy in others)]):
+            _fsync_directory(directory)
+
+
+def _copied_temporary(source: Path, path: Path, durable: bool) -> Path:
+    """A new temporary file next to ``path`` with the bytes of ``source`` (``shutil.copyfile``:
+    a copy inside the kernel where the platform has one; fsynced when ``durable``). Not a
+    hard link: an in-place write to one file (``torch.save(x, "best.pt")``) must not change
+    the other."""
+    import shutil
+
+    tmp, handle = _create_temporary(path)
+    try:
+        handle.close()
+        shutil.copyfile(source, tmp)
+        if durable:
+            _fsync_path(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def _naming(error: OSError, path: Path) -> OSError:
@@ -127,9 +163,9 @@ def _naming(error: OSError, path: Path) -> OSError:
     return OSError(error.errno, error.strerror, str(path))
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
-    with atomic_writer(path) as handle:
+    with atomic_writer(path, durable=durable) as handle:
         handle.write(data)
 
 
@@ -147,8 +183,28 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_files(*paths: Path) -> None:
+    """Make files written with ``durable=False`` durable now: each file's data, then each
+    directory (its renames), once; files that are gone are skipped."""
+    directories = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            _fsync_path(path)
+            directories.append(path.parent)
+    for directory in dict.fromkeys(directories):
+        _fsync_directory(directory)
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -189,33 +245,42 @@ class RunDir:
     def write_spec(self, spec_json: dict[str, Any]) -> None:
         atomic_write_text(self.path / "spec.json", json.dumps(spec_json, indent=2) + "\n")
 
-    def write_history(self, history: list[dict[str, float]]) -> None:
+    def write_history(self, history: list[dict[str, float]], durable: bool = True) -> None:
         columns = merged_columns(history)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in history:
             writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
-        atomic_write_text(self.path / "history.csv", buffer.getvalue())
+        atomic_write_text(self.path / "history.csv", buffer.getvalue(), durable)
 
-    def write_metrics(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.path / "metrics.json", json.dumps(_finite(summary), indent=2) + "\n")
+    def write_metrics(self, summary: dict[str, Any], durable: bool = True) -> None:
+        atomic_write_text(self.path / "metrics.json", json.dumps(_finite(summary), indent=2) + "\n", durable)
 
-    def save_checkpoint(self, payload: dict[str, Any], name: str) -> Path:
+    def sync_summary(self) -> None:
+        """Make ``history.csv`` and ``metrics.json`` durable (written per epoch without
+        fsync: the checkpoint holds the history, and a resume rewrites both)."""
+        fsync_files(self.path / "history.csv", self.path / "metrics.json")
+
+    def save_checkpoint(self, payload: dict[str, Any], name: str, *copies: str) -> Path:
         """Write ``checkpoints/<name>`` atomically, streaming ``torch.save`` into it (no
         in-memory copy of the serialised checkpoint); it loads with
-        ``torch.load(weights_only=True)`` when ``payload`` holds tensors and plain data."""
+        ``torch.load(weights_only=True)`` when ``payload`` holds tensors and plain data.
+        ``copies`` (other names, ``best.pt``) get the same file from the same one
+        serialisation (see :func:`atomic_writer`)."""
         import torch
 
         path = self.checkpoints / name
-        with atomic_writer(path) as handle:
+        with atomic_writer(path, copies=tuple(self.checkpoints / copy for copy in copies)) as handle:
             torch.save(payload, handle)
         return path
 
     def write_curves(self, history: list[dict[str, float]], name: str | None = None, monitor: str | None = None,
-                     best_epoch: int | None = None) -> Path | None:
+                     best_epoch: int | None = None, drawer: Any = None) -> Path | None:
         """Loss, metric and learning-rate curves per epoch in ``curves.png`` (see
-        :mod:`torchtk.core.curves`)."""
+        :mod:`torchtk.core.curves`), by ``drawer`` (a ``CurvesDrawer``) when given."""
+        if drawer is not None:
+            return drawer.draw(self.path / "curves.png", history, name, monitor, best_epoch)
         from torchtk.core.curves import write_curves
 
         return write_curves(self.path / "curves.png", history, name, monitor, best_epoch)

@@ -180,6 +180,9 @@ class TrainerSpec(_Strict):
     epochs: int = Field(10, ge=1, description="Number of passes over the training set.")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,30})?)$", description="auto, cpu, cuda, cuda:N or mps.")
     output_dir: str = Field("runs", description="Where run directories are created.")
+    checkpoint_every: int = Field(1, ge=1, description="Write checkpoints/last.pt every N epochs and after the "
+                                  "last one (best.pt is written whenever the monitor improves); a resume "
+                                  "retrains at most N-1 epochs.")
     monitor: str = Field("val_loss", description="Logged value that decides the best checkpoint.")
     mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) monitor is better.")
     accumulate_grad_batches: int = Field(1, ge=1, description="Batches whose gradients are summed per optimizer update.")
