@@ -191,8 +191,7 @@ def build(name: str, params: TimmModelParams):
     if _is_name(params.weights):
         state, source, cfg = _named_weights(name, params.weights)
         overlay = {"state_dict": state}
-        if cfg.tag:
-            kwargs["pretrained_cfg"] = f"{name}.{cfg.tag}"
+        kwargs["tagged"] = f"{name}.{cfg.tag}"  # timm.create_model("resnet10t.c3_in1k"): that tag's cfg
     else:
         state, kind = read_state_dict(params.weights)
         source = f"{params.weights} ({kind})"
@@ -210,8 +209,9 @@ def _load(name: str, kwargs: dict, overlay: dict, source: str, params: TimmModel
     from torchtk.plugins._weights import add_report
 
     before = len(overlay["state_dict"])
+    tagged = kwargs.pop("tagged", name)
     try:
-        model = _create(name, pretrained=True, pretrained_strict=params.strict_weights,
+        model = _create(tagged, pretrained=True, pretrained_strict=params.strict_weights,
                         pretrained_cfg_overlay=overlay, **kwargs)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
