@@ -367,7 +367,7 @@ def test_plugins_json_is_the_library_report(tk, installed_plugins):
                      "shadowed": ["shadow (torchtk-shadow 1.2.3)"], "pick": ["shadow::focal"]}
     text = tk("plugins").stdout
     assert "datasets" in text and "broken" in text
-    assert "clash: shadow (torchtk-shadow 1.2.3) also provides the loss name focal" in " ".join(text.split())
+    assert "clash: shadow (torchtk-shadow 1.2.3) also provides the loss name focal of" in " ".join(text.split())
 
 
 def test_list_renders_the_library_rows(tk, installed_plugins):

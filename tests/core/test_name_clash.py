@@ -78,7 +78,7 @@ def test_the_clash_is_reported_and_listed():
     clash = next(c for c in report["clashes"] if c["name"] == "resnet50")
     assert clash["pick"] == ["timm::resnet50"] and clash["winner"].startswith("torchtk.plugins.vision_models")
     [line] = [line for line in clash_lines(report["clashes"]) if line.startswith("clash: timm ")]
-    assert "model name resnet50" in line and "timm::NAME" in line and "replaces=True" in line
+    assert "the model name resnet50 of torchtk.plugins.vision_models" in line and "timm::NAME picks timm" in line and "replaces=True" in line
     rows = {r["name"]: r for r in component_rows(registry, "model")}
     assert rows["resnet50"]["provider"] == "vision_models" and rows["resnet50"]["also"] == ["timm::resnet50"]
     assert rows["convnext_nano"]["provider"] == "timm_only" and rows["convnext_nano"]["also"] == []

@@ -100,8 +100,8 @@ def clash_report(registry: Registry) -> list[dict[str, Any]]:
 
 def clash_lines(clashes: list[dict[str, Any]], shown: int = 8) -> list[str]:
     """``tk plugins``' clash lines, one per (shadowed plugin, kind, winner):
-    ``clash: timm (torchtk-timm 0.1.0) also provides 38 built-in model names (resnet18, ...);
-    the plain names keep the built-in's, write timm::NAME for timm's``."""
+    ``clash: timm (torchtk-timm 0.1.0) also provides 35 model names of torchtk.plugins.vision_models
+    (convnext_base, ...); the plain names keep those, timm::NAME picks timm's ...``."""
     groups: dict[tuple[str, str, str, str], list[str]] = {}
     for c in clashes:
         for provider, pick in zip(c["shadowed"], c["pick"]):
@@ -109,11 +109,13 @@ def clash_lines(clashes: list[dict[str, Any]], shown: int = 8) -> list[str]:
             groups.setdefault((provider, scope, c["kind"], c["winner"]), []).append(c["name"])
     lines = []
     for (provider, scope, kind, winner), names in groups.items():
-        listed = ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
-        noun = "name" if len(names) == 1 else f"{len(names)} names"
-        lines.append(f"clash: {provider} also provides the {kind} {noun} {listed}; the plain "
-                     f"{'name means' if len(names) == 1 else 'names mean'} {winner}'s, write {scope}::NAME for "
-                     f"{scope}'s (a component declares replaces=True to take over a built-in name)")
+        if len(names) == 1:
+            what, keep = f"the {kind} name {names[0]} of {winner}", f"plain {names[0]!r} keeps that one"
+        else:
+            listed = ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+            what, keep = f"{len(names)} {kind} names of {winner} ({listed})", "the plain names keep those"
+        lines.append(f"clash: {provider} also provides {what}; {keep}, {scope}::NAME picks {scope}'s "
+                     f"(a component declaring replaces=True would take the plain name)")
     return lines
 
 

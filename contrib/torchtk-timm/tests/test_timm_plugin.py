@@ -54,7 +54,7 @@ def test_tk_lists_both_providers_side_by_side():
     assert rows["convnext_nano"]["distribution"] == "torchtk-timm"
     assert rows["convnext_tiny"]["distribution"] == "torchtk" and rows["convnext_tiny"]["also"] == ["timm::convnext_tiny"]
     plugins = _tk("plugins").stdout
-    assert "torchtk-timm 0.1.0" in plugins and "write timm::NAME" in " ".join(plugins.split())
+    assert "torchtk-timm 0.1.0" in plugins and "timm::NAME picks timm" in " ".join(plugins.split())
 
 
 def test_the_bundled_example_trains(tmp_path):
