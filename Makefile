@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # installed copy; torch stays as pip's constraint (the machine's pip.conf) pins it. Any change
 # to one of their files reinstalls them.
 CONTRIB := $(wildcard contrib/*/pyproject.toml)
-CONTRIB_FILES := $(CONTRIB) $(shell find contrib -path '*/src/*' -type f -not -name '*.pyc' 2>/dev/null)
+CONTRIB_FILES := $(CONTRIB) $(shell find contrib -path '*/src/*' -type f -not -name '*.pyc' -not -path '*.egg-info/*' 2>/dev/null)
 
 $(BIN)/tk: pyproject.toml $(CONTRIB_FILES)
 	$(PYTHON) -m venv $(VENV)
