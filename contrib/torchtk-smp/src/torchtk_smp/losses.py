@@ -39,21 +39,61 @@ class MccParams(Params):
     from_logits: bool = Field(True, description="The output is logits (a sigmoid is applied) or probabilities.")
 
 
+def _tensors(name: str, output, target):
+    import torch
+
+    from torchtk.plugins.losses._inputs import LossInputError, describe
+
+    if not (isinstance(output, torch.Tensor) and isinstance(target, torch.Tensor)):
+        raise LossInputError(f"loss {name!r}: takes an output tensor and a target tensor, got output "
+                             f"{describe(output)} and target {describe(target)}")
+    if not output.is_floating_point() or output.numel() == 0 or output.ndim < 2:
+        raise LossInputError(f"loss {name!r}: output {describe(output)} must be a non-empty float tensor "
+                             f"(N, C, ...) of logits")
+
+
+def _masks(name: str, loss):
+    """A binary / multilabel loss on ``(N, C, ...)`` logits and a target of their shape, in float32."""
+    from torchtk.plugins.losses._inputs import same_shape
+
+    def masks_loss(output, target):
+        _tensors(name, output, target)
+        output, target = same_shape(name, output, target)
+        return loss(output.float(), target.float())
+
+    return masks_loss
+
+
+def _classes(name: str, loss):
+    """A multiclass loss on ``(N, C, ...)`` logits and int64 class indices ``(N, ...)``."""
+    from torchtk.plugins.losses._inputs import class_indices, fail
+
+    def classes_loss(output, target):
+        _tensors(name, output, target)
+        if not class_indices(name, output, target):
+            raise fail(name, output, target, f"class indices of shape {tuple(output[:, 0].shape)}")
+        return loss(output.float(), target.long())
+
+    return classes_loss
+
+
 def build(name: str, params: Params):
+    """smp's loss, behind torchtk's input checks: a tuple, an empty batch or a shape that does
+    not fit is one clear error naming the loss (``torchtk.plugins.losses._inputs``)."""
     from segmentation_models_pytorch import losses
 
+    from torchtk.plugins.losses._inputs import checked
+
     if name == "lovasz_hinge":
-        return losses.LovaszLoss(params.mode, per_image=params.per_image, ignore_index=params.ignore_index)
-    if name == "lovasz_softmax":
-        return losses.LovaszLoss("multiclass", per_image=params.per_image, ignore_index=params.ignore_index)
-    mcc = losses.MCCLoss(eps=params.eps)
-    if not params.from_logits:
-        return mcc
-
-    def mcc_on_logits(output, target):
-        return mcc(output.sigmoid(), target)
-
-    return mcc_on_logits
+        loss = _masks(name, losses.LovaszLoss(params.mode, per_image=params.per_image,
+                                              ignore_index=params.ignore_index))
+    elif name == "lovasz_softmax":
+        loss = _classes(name, losses.LovaszLoss("multiclass", per_image=params.per_image,
+                                                ignore_index=params.ignore_index))
+    else:
+        mcc = losses.MCCLoss(eps=params.eps)
+        loss = _masks(name, (lambda output, target: mcc(output.sigmoid(), target)) if params.from_logits else mcc)
+    return checked(name, loss)
 
 
 LOSSES = {
