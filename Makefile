@@ -5,11 +5,17 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo finetune test fuzz bench clean
 
+# contrib/*: separately installable plugin distributions, installed after torchtk with a plain
+# (non-editable) pip install, as a user would install them, so their tests run against the
+# installed copy; torch stays as pip's constraint (the machine's pip.conf) pins it. Any change
+# to one of their files reinstalls them.
 CONTRIB := $(wildcard contrib/*/pyproject.toml)
+CONTRIB_FILES := $(CONTRIB) $(shell find contrib -path '*/src/*' -type f -not -name '*.pyc' -not -path '*.egg-info/*' 2>/dev/null)
 
-$(BIN)/tk: pyproject.toml $(CONTRIB)
+$(BIN)/tk: pyproject.toml $(CONTRIB_FILES)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[test]" $(foreach p,$(CONTRIB),-e $(dir $(p)))
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(if $(CONTRIB),$(BIN)/python -m pip install --quiet $(foreach p,$(CONTRIB),./$(dir $(p))))
 	touch $(BIN)/tk
 
 install: $(BIN)/tk

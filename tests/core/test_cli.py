@@ -360,11 +360,14 @@ def test_plugins_json_is_the_library_report(tk, installed_plugins):
                                  "hooks": ["register_components"], "status": "ok"}
     assert plugins["broken"]["status"].startswith("broken: ModuleNotFoundError")
     builtin_version = plugins["torchtk.plugins.losses.classification"]["version"]
-    [conflict] = [c for c in report["conflicts"] if (c["kind"], c["name"]) == ("loss", "focal")]
-    assert sorted(conflict["providers"]) == [f"shadow (torchtk-shadow 1.2.3)",
-                                             f"torchtk.plugins.losses.classification (torchtk {builtin_version})"]
+    assert [c for c in report["conflicts"] if (c["kind"], c["name"]) == ("loss", "focal")] == []
+    [clash] = [c for c in report["clashes"] if (c["kind"], c["name"]) == ("loss", "focal")]
+    assert clash == {"kind": "loss", "name": "focal",
+                     "winner": f"torchtk.plugins.losses.classification (torchtk {builtin_version})",
+                     "shadowed": ["shadow (torchtk-shadow 1.2.3)"], "pick": ["shadow::focal"]}
     text = tk("plugins").stdout
-    assert "datasets" in text and "conflict: loss 'focal'" in text and "broken" in text
+    assert "datasets" in text and "broken" in text
+    assert "clash: shadow (torchtk-shadow 1.2.3) also provides the loss name focal of" in " ".join(text.split())
 
 
 def test_list_renders_the_library_rows(tk, installed_plugins):
@@ -377,12 +380,13 @@ def test_list_renders_the_library_rows(tk, installed_plugins):
     assert result.stdout == json.dumps(report.component_list(registry, "losses"), indent=2) + "\n"
     assert tk("list", "--json").json() == report.kind_counts(registry)
     rows = {r["name"]: r for r in report.component_rows(registry, "loss")}
-    assert rows["focal (conflict)"]["provider"] in ("losses.classification", "shadow (torchtk-shadow 1.2.3)")
+    assert rows["focal"]["provider"] == "losses.classification"  # the built-in keeps its name
+    assert rows["focal"]["also"] == ["shadow::focal"]
     assert rows["tversky"]["provider"] == "losses.segmentation"
     assert rows["l2_regularization"]["aliases"] == ["l2_penalty"]
     focal = next(r for r in report.component_list(registry, "loss") if r["name"] == "focal")
-    assert focal["conflict"] is True and focal["plugin"] in ("torchtk.plugins.losses.classification", "shadow")
-    assert "focal (conflict)" in tk("list", "losses").stdout
+    assert focal["conflict"] is False and focal["plugin"] == "torchtk.plugins.losses.classification"
+    assert "(also: shadow::focal)" in " ".join(tk("list", "losses").stdout.split())
 
 
 def test_short_provider_names_builtins_by_module_and_others_by_distribution():

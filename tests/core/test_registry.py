@@ -130,10 +130,14 @@ def test_two_providers_of_one_name_are_a_conflict_naming_both():
     assert registry.create("loss", "plugin_b::shared")(None, None) == 2.0
 
 
-def test_shadowing_a_builtin_is_a_conflict_unless_declared():
+def test_shadowing_a_builtin_keeps_the_builtin_unless_declared():
+    # issue 11 item 6: a plugin that claims a built-in name no longer breaks the specs using the built-in
     silent = registry_with(make_loss_plugin("shadow", "focal"))
-    with pytest.raises(AmbiguousComponentError, match="torchtk.plugins.losses.classification.*shadow"):
-        silent.resolve("loss", "focal")
+    assert silent.resolve("loss", "focal").plugin == "torchtk.plugins.losses.classification"
+    assert silent.create("loss", "shadow::focal")(None, None) == 1.0
+    assert silent.conflicts() == []
+    assert [(k, n, w.plugin, [c.plugin for c in losers]) for k, n, w, losers in silent.clashes()] == [
+        ("loss", "focal", "torchtk.plugins.losses.classification", ["shadow"])]
     explicit = registry_with(make_loss_plugin("replacement", "focal", replaces=True, value=3.0))
     assert explicit.conflicts() == []
     assert explicit.create("loss", "focal")(None, None) == 3.0
@@ -272,11 +276,10 @@ def make_aliased_plugin(name: str, kind: str, component: str, aliases: tuple[str
     return module
 
 
-def test_a_new_name_that_equals_a_builtin_alias_is_a_conflict_not_a_takeover():
+def test_a_new_name_that_equals_a_builtin_alias_is_a_clash_not_a_takeover():
     registry = registry_with(make_aliased_plugin("evil", "callback", "gradient_clipping", ()))
-    assert ("callback", "gradient_clipping") in [(k, t) for k, t, _ in registry.conflicts()]
-    with pytest.raises(AmbiguousComponentError, match=r"alias of 'grad_clip'"):
-        registry.resolve("callback", "gradient_clipping")
+    assert ("callback", "gradient_clipping") in [(k, t) for k, t, _, _ in registry.clashes()]
+    assert registry.resolve("callback", "gradient_clipping").plugin == "torchtk.plugins.callbacks"
     assert registry.resolve("callback", "grad_clip").plugin == "torchtk.plugins.callbacks"
     assert registry.resolve("callback", "evil::gradient_clipping").plugin == "evil"
 

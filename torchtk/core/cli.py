@@ -115,7 +115,8 @@ def list_components(
     table = _table("name", "plugin", "summary", box=None)
     for row in report.component_rows(registry, kind, pattern):
         aliases = f" [dim](alias: {', '.join(row['aliases'])})[/dim]" if row["aliases"] else ""
-        table.add_row(row["name"], row["provider"], row["summary"] + aliases)
+        also = f" [dim](also: {', '.join(row['also'])})[/dim]" if row["also"] else ""
+        table.add_row(row["name"], row["provider"], row["summary"] + aliases + also)
     _console().print(table)
     return None
 
@@ -174,7 +175,7 @@ def reflow(text: str) -> str:
 @app.command("plugins")
 def plugins(as_json: bool = JSON_OPTION, plugin: Optional[List[str]] = PLUGIN_OPTION) -> None:
     """Installed plugins: origin, version, what each provides, and any that failed to load."""
-    from torchtk.core.report import plugin_report, short_plugin_name
+    from torchtk.core.report import clash_lines, plugin_report, short_plugin_name
 
     data = plugin_report(_registry(plugin))
     if as_json:
@@ -194,6 +195,8 @@ def plugins(as_json: bool = JSON_OPTION, plugin: Optional[List[str]] = PLUGIN_OP
     for c in conflicts:
         console.print(f"conflict: {c['kind']} {c['name']!r} is provided by {' and '.join(c['providers'])}; "
                       f"a spec must name one as plugin::{c['name']}", markup=False)
+    for line in clash_lines(data["clashes"]):
+        console.print(line, markup=False)
     for slow in data["slow"]:
         console.print(f"slow: {slow['note']}", markup=False)
     return None

@@ -2,9 +2,17 @@
 
 The catalog is built by calling each plugin's ``register_components`` separately, so
 the registry knows who declared what. Names are resolved through that catalog, never
-through pluggy's call order: two plugins claiming one name is a reported conflict, and
-a spec that uses such a name fails naming both, unless it picks one as
-``plugin::name`` or one component declares ``replaces=True`` over a built-in.
+through pluggy's call order:
+
+- a third-party plugin that claims a built-in name (or alias) is a *clash*: the plain
+  name keeps meaning the built-in, unless the plugin's component declares
+  ``replaces=True``; either provider is reachable as ``plugin::name``
+  (``timm::resnet50``, ``vision_models::resnet50``);
+- two third-party plugins claiming one name (with no built-in to fall back on, or both
+  replacing it) are a *conflict*: a spec that uses the plain name fails naming both,
+  and must pick one as ``plugin::name``.
+
+``tk plugins`` reports both (:meth:`Registry.clashes`, :meth:`Registry.conflicts`).
 """
 
 from __future__ import annotations
@@ -67,6 +75,17 @@ def closest(name: str, valid: list[str], n: int = 3) -> list[str]:
 def natural_key(text: str) -> list[Any]:
     """Sort ``resnet18`` before ``resnet101``, as people expect."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def scope_names(component: Component) -> tuple[str, ...]:
+    """What may stand before ``::`` to pick ``component``: its plugin's name, its
+    distribution, and a built-in's module without ``torchtk.plugins.`` (``vision_models``)."""
+    return (component.plugin, component.distribution, component.plugin.removeprefix("torchtk.plugins."))
+
+
+def scoped(component: Component, token: str) -> str:
+    """``timm::resnet50``: the shortest spelling that picks ``component`` for ``token``."""
+    return f"{component.plugin.removeprefix('torchtk.plugins.')}{SCOPE_SEPARATOR}{token}"
 
 
 class Registry:
@@ -155,14 +174,40 @@ class Registry:
             if len(comps) > 1 and self._winner(comps) is None
         ]
 
+    def clashes(self) -> list[tuple[str, str, Component, list[Component]]]:
+        """Every ``(kind, name or alias, winner, shadowed)`` where a built-in and a
+        third-party plugin claim one token and the rule decides: the built-in wins unless
+        the plugin declared ``replaces=True``. The shadowed stay reachable as ``plugin::name``."""
+        _ = self.providers
+        found = []
+        for (kind, token), comps in sorted(self._tokens.items()):
+            winner = self._winner(comps) if len(comps) > 1 else None
+            if winner is not None:
+                found.append((kind, token, winner, [c for c in comps if c is not winner]))
+        return found
+
+    def shadowed(self, kind: str, token: str) -> list[Component]:
+        """The providers of ``token`` that the plain name does not reach (a clash's losers)."""
+        _ = self.providers
+        comps = self._tokens.get((kind, token), [])
+        winner = self._winner(comps) if len(comps) > 1 else None
+        return [c for c in comps if c is not winner] if winner is not None else []
+
     @staticmethod
     def _winner(comps: list[Component]) -> Component | None:
+        """The provider a plain name means: the only one; else the one third-party
+        component that declared ``replaces=True`` over built-ins; else the one built-in
+        (a plugin that claims a built-in's name never breaks the specs that use it).
+        None: a conflict between third-party plugins, which a spec must scope."""
         if len(comps) == 1:
             return comps[0]
-        replacing = [c for c in comps if c.replaces]
-        others = [c for c in comps if not c.replaces]
-        if len(replacing) == 1 and all(c.distribution == "torchtk" for c in others):
+        builtins = [c for c in comps if c.distribution == "torchtk"]
+        others = [c for c in comps if c.distribution != "torchtk"]
+        replacing = [c for c in others if c.replaces]
+        if builtins and len(replacing) == 1:
             return replacing[0]
+        if len(builtins) == 1 and not replacing:
+            return builtins[0]
         return None
 
     # -- lookup ------------------------------------------------------------------------
@@ -178,16 +223,17 @@ class Registry:
         if not comps:
             raise self._unknown(kind, name)
         if scope is not None:
-            chosen = [c for c in comps if scope in (c.plugin, c.distribution, c.plugin.removeprefix("torchtk.plugins."))]
+            chosen = [c for c in comps if scope in scope_names(c)]
             if not chosen:
                 raise UnknownComponentError(
-                    f"no plugin {shorten(repr(scope))} provides {kind} {name!r}; providers: " + _claims(comps, name))
+                    f"no plugin {shorten(repr(scope))} provides {kind} {name!r}; providers: " + _claims(comps, name)
+                    + ". Write one of: " + ", ".join(scoped(c, name) for c in comps))
             return chosen[0]
         winner = self._winner(comps)
         if winner is None:
             raise AmbiguousComponentError(
                 f"{kind} {name!r} is claimed by more than one plugin: {_claims(comps, name)}. "
-                f"Choose one explicitly, e.g. \"{comps[0].plugin}{SCOPE_SEPARATOR}{name}\"."
+                "Choose one explicitly: " + " or ".join(f'"{scoped(c, name)}"' for c in comps) + "."
             )
         return winner
 
