@@ -6,6 +6,7 @@ the install hint."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,9 +125,14 @@ def test_listed_and_conforming(tk):
 def test_a_resumed_run_purges_what_the_interrupted_one_wrote_after_its_checkpoint(tensorboard_spec):
     tensorboard_spec["trainer"]["epochs"] = 2
     first = torchtk.train(tensorboard_spec)
+    # event files are named events.out.tfevents.<second>.<host>.<pid>.<counter> and read in name order:
+    # three writers of one process in one second sort by a counter as text ("10" before "9" once a
+    # long test session passed 9 writers), so each writer here starts in a second of its own
+    time.sleep(1.05)
     writer = tb_callback.summary_writer_class()(log_dir=str(first.run_dir / "tensorboard"))
     writer.add_scalar("val_loss", 999.0, 30)  # what an interrupted epoch 3 had written, after step 24
     writer.close()
+    time.sleep(1.05)
     tensorboard_spec["trainer"]["epochs"] = 3
     resumed = torchtk.train(tensorboard_spec, resume=first.run_dir)
     found = scalars(first.run_dir / "tensorboard")
