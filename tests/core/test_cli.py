@@ -370,7 +370,8 @@ def test_plugins_json_is_the_library_report(tk, installed_plugins):
     assert "clash: shadow (torchtk-shadow 1.2.3) also provides the loss name focal of" in " ".join(text.split())
 
 
-def test_list_renders_the_library_rows(tk, installed_plugins):
+def test_list_renders_the_library_rows(tk, installed_plugins, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # installed contrib plugins' long names would wrap the summary column
     from torchtk.core import report
     from torchtk.core.registry import get_registry
 
