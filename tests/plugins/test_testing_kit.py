@@ -364,3 +364,30 @@ def test_a_loss_with_a_mode_param_is_tried_on_that_modes_batches():
     assert problems(module) == []
     found = problems(module, params={"moded": {"mode": "binary"}})
     assert len(found) == 1 and "on the 'binary' samples (binary:" in found[0], found
+
+
+def test_an_optimizer_that_never_moves_is_reported_and_one_that_starts_at_its_second_step_passes():
+    import torch
+
+    class Still(torch.optim.SGD):
+        def step(self, closure=None):
+            return None
+
+    class Late(torch.optim.SGD):  # as ADOPT: the first step only gathers statistics
+        def step(self, closure=None):
+            self.steps = getattr(self, "steps", 0) + 1
+            return super().step(closure) if self.steps > 1 else None
+
+    module = types.ModuleType("kit_optimizers")
+
+    @hookimpl
+    def register_components(register):
+        register(Component("optimizer", "still", "Never moves."))
+        register(Component("optimizer", "late", "Moves from its second step on."))
+
+    @hookimpl
+    def make_optimizer(name, params, parameters):
+        return (Still if name == "still" else Late)(parameters, lr=0.1)
+
+    module.register_components, module.make_optimizer = register_components, make_optimizer
+    assert problems(module) == ["optimizer 'still': three steps changed no parameter"]

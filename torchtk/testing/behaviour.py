@@ -253,12 +253,15 @@ def check_optimizer(registry: Registry, component: Component, params: BaseModel,
         value.backward()
         return value
 
-    closure()
-    optimizer.step(closure) if component.extras.get("needs_closure") else optimizer.step()
-    if all(torch.equal(a, b) for a, b in zip(before, parameters)):
-        return ["one step changed no parameter"]
+    for _ in range(3):  # some leave the first step to their statistics (ADOPT updates from the second)
+        closure()
+        optimizer.step(closure) if component.extras.get("needs_closure") else optimizer.step()
+        if not all(torch.equal(a, b) for a, b in zip(before, parameters)):
+            break
+    else:
+        return ["three steps changed no parameter"]
     if not all(torch.isfinite(p).all() for p in parameters):
-        return ["one step made a parameter non-finite"]
+        return ["a step made a parameter non-finite"]
     return []
 
 

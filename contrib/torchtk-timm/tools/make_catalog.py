@@ -56,6 +56,8 @@ def optimizer_args(info) -> dict:
     gives them for this name (its preset ``defaults`` fixed, so left out)."""
     import inspect
 
+    from timm.optim import create_optimizer_v2
+
     presets = dict(info.defaults or {})
     args = {}
     for arg in inspect.signature(info.opt_class.__init__).parameters.values():
@@ -64,6 +66,8 @@ def optimizer_args(info) -> dict:
         default = None if arg.default is inspect.Parameter.empty else arg.default
         if _jsonable(default) is None and default is not None:
             continue  # a callable or a tensor: not something a JSON spec sets
+        if arg.name == "momentum" and info.has_momentum:  # create_optimizer_v2 passes its own momentum=0.9
+            default = inspect.signature(create_optimizer_v2).parameters["momentum"].default
         args[arg.name] = _jsonable(default)
     return args
 
