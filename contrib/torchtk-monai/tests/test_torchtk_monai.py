@@ -44,10 +44,7 @@ def monai_direct(name, mode, output, target, **params):
 def test_conforms():
     import torchtk.testing as kit
 
-    if hasattr(kit, "assert_plugin_ok"):
-        kit.assert_plugin_ok(torchtk_monai)
-    else:
-        assert kit.check_plugin(REGISTRY, "torchtk_monai") == []
+    kit.assert_plugin_ok(torchtk_monai)  # the plugin test kit: static and behaviour checks
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -17,13 +17,10 @@ HERE = Path(__file__).resolve().parents[1]
 def test_the_plugin_conforms():
     from torchtk import testing
 
-    if hasattr(testing, "assert_plugin_ok"):  # the plugin test kit (torchtk.testing): by behaviour
-        params = {"model:" + name: {"encoder_name": "resnet18"} for name in ("unet", "fpn", "linknet")}
-        report = testing.check_plugin("torchtk-smp", params=params,
-                                      only=["model:fpn", "model:linknet", "loss:*"])
-        assert report == []
-    else:  # the static checks of the older torchtk.testing
-        assert testing.check_plugin(Registry(), "smp") == []
+    params = {"model:" + name: {"encoder_name": "resnet18"} for name in ("unet", "fpn", "linknet")}
+    report = testing.check_plugin("torchtk-smp", params=params,  # the plugin test kit: by behaviour
+                                  only=["model:fpn", "model:linknet", "loss:*"])
+    assert report == [], str(report)
 
 
 def test_unet_keeps_the_builtin_and_smp_scope_picks_smps():

@@ -93,10 +93,7 @@ def hand_average(weights, model, ema_decay=None):
 def test_conforms():
     import torchtk.testing as kit
 
-    if hasattr(kit, "assert_plugin_ok"):  # the plugin test kit: static and behaviour checks
-        kit.assert_plugin_ok(torchtk_swa, params={"scheduler:swa_lr": {"swa_lr": 0.01}})
-    else:
-        assert kit.check_plugin(registry_with(torchtk_swa), "torchtk_swa") == []
+    kit.assert_plugin_ok(torchtk_swa, params={"scheduler:swa_lr": {"swa_lr": 0.01}})  # static and behaviour checks
 
 
 @pytest.mark.parametrize("average", ["swa", "ema"])

@@ -20,14 +20,10 @@ REPO = HERE.parents[1]
 def test_the_plugin_conforms():
     from torchtk import testing
 
-    if hasattr(testing, "assert_plugin_ok"):  # the plugin test kit (torchtk.testing): by behaviour
-        params = {"cosine_cycles": {"t_initial": 4}, "tanh": {"t_initial": 4}, "wsd": {"t_initial": 4, "decay_t": 2}}
-        report = testing.check_plugin("torchtk-timm", params=params,
-                                      only=["model:resnet10t", "model:mobilenetv3_small_050", "optimizer:*",
-                                            "scheduler:*"])
-        assert report == []
-    else:  # the static checks of the older torchtk.testing
-        assert testing.check_plugin(Registry(), "timm") == []
+    params = {"cosine_cycles": {"t_initial": 4}, "tanh": {"t_initial": 4}, "wsd": {"t_initial": 4, "decay_t": 2}}
+    report = testing.check_plugin("torchtk-timm", params=params,  # the plugin test kit: by behaviour
+                                  only=["model:resnet10t", "model:mobilenetv3_small_050", "optimizer:*", "scheduler:*"])
+    assert report == [], str(report)
 
 
 def test_plain_names_keep_torchvision_and_timm_scope_picks_timm():
