@@ -29,7 +29,9 @@ def monai_arguments(params: Any) -> dict[str, Any]:
 def build(name: str, class_name: str, params: Any) -> "MonaiLoss":
     import monai.losses
 
-    return MonaiLoss(name, getattr(monai.losses, class_name)(**monai_arguments(params)), params.mode)
+    from torchtk.plugins.losses._inputs import checked  # torch's errors for unusable inputs: a LossInputError
+
+    return checked(name, MonaiLoss(name, getattr(monai.losses, class_name)(**monai_arguments(params)), params.mode))
 
 
 class MonaiLoss(torch.nn.Module):
@@ -72,9 +74,12 @@ class MonaiLoss(torch.nn.Module):
         if output.shape != target.shape:
             raise LossInputError(f"loss {self.name!r} ({self.mode}): output {tuple(output.shape)} and target "
                                  f"{tuple(target.shape)} do not fit; expected " + EXPECTED[self.mode])
-        if output.ndim < 3:
+        if output.ndim < 3 or ("cldice" in self.name and output.ndim not in (4, 5)):  # clDice skeletonises 2-D/3-D
             raise LossInputError(f"loss {self.name!r}: expected images (N, C, H, W) or volumes (N, C, D, H, W), got "
                                  f"output {tuple(output.shape)}")
+        if output.numel() == 0:  # MONAI's reductions give nan (or fail) on an empty batch
+            raise LossInputError(f"loss {self.name!r}: output {tuple(output.shape)} and target "
+                                 f"{tuple(target.shape)} are empty; expected at least one sample and pixel")
         return output, target.to(output.dtype)
 
 
